@@ -1,0 +1,52 @@
+"""The `oss-edge` command: one entry point whose subcommands live with the part that owns them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import datetime
+
+from edge_runtime import __version__
+from edge_runtime.paths import logs_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from export.cli import register as register_export  # noqa: PLC0415  (argparse only; heavy imports are lazy)
+
+    parser = argparse.ArgumentParser(
+        prog="oss-edge",
+        description="Offline code completion and explanation from gpt-oss, for any LSP editor.",
+    )
+    parser.add_argument("--version", action="version", version=f"oss-edge {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    register_export(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("oss-edge: interrupted; nothing partial was left behind", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the boundary: domain errors become one line, anything else a line and a log
+        from export.errors import ExportError  # noqa: PLC0415
+
+        if isinstance(exc, ExportError):
+            print(f"oss-edge: {exc}", file=sys.stderr)
+            return exc.exit_code
+        log = logs_dir() / f"crash-{datetime.now():%Y%m%d-%H%M%S}.log"
+        log.write_text(traceback.format_exc())
+        print(f"oss-edge: internal error: {exc.__class__.__name__}: {exc} (traceback in {log})", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

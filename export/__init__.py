@@ -1,0 +1,1 @@
+"""Turn gpt-oss checkpoints into verified int4 ONNX model folders for onnxruntime-genai."""

@@ -1,0 +1,282 @@
+"""The export command's work: checkpoint -> verified model folder, assembled aside and moved in atomically.
+
+The folder is built in a hidden sibling `.NAME.partial-*` with a pid file; only a complete, verified
+folder is renamed to NAME. Ctrl-C, SIGTERM and a full disk clean up at once; a SIGKILL leaves the
+partial folder, which the next export into the same place removes before it starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from export.checkpoint import Checkpoint, file_digest, resolve_source
+from export.errors import DiskFullError, ExportError, OutputExistsError
+from export.model_builder import BuildOptions, BuildProgress, run_builder
+from export.progress import Progress
+from export.verify import cheap_checks, load_model, parity
+
+MANIFEST_VERSION = 1
+PARTIAL_MARK = ".partial-"
+TOOLS = ("oss-edge", "onnxruntime-genai", "onnxruntime", "onnx", "onnx-ir", "torch", "transformers",
+         "safetensors", "tokenizers", "accelerate", "huggingface-hub", "numpy")
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    source: str
+    out: Path
+    precision: str = "int4"
+    provider: str = "cpu"
+    revision: str | None = None
+    force: bool = False
+    parity: bool = False
+    download_dir: Path | None = None
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Remove partial folders of earlier exports into out whose process is gone (killed, crashed)."""
+    removed = []
+    for candidate in out.parent.glob(f".{out.name}{PARTIAL_MARK}*"):
+        try:
+            pid = int((candidate / "pid").read_text().strip())
+        except (OSError, ValueError):
+            pid = -1
+        if pid <= 0 or not _pid_alive(pid):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM unwind like Ctrl-C so the partial folder is removed."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler) if _main_thread() else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading  # noqa: PLC0415
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _estimate_output_bytes(checkpoint: Checkpoint, precision: str) -> int:
+    weights = sum(p.stat().st_size for p in checkpoint.files if p.suffix == ".safetensors")
+    # int4 keeps about the MXFP4 size (4-bit experts, 4-bit rest); fp32 widens everything to 4 bytes.
+    factor = 1.2 if precision == "int4" else (8.5 if checkpoint.format == "mxfp4" else 2.1)
+    return int(weights * factor)
+
+
+def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
+    """Export and verify; returns the manifest. Raises ExportError subclasses with user-facing messages."""
+    options = BuildOptions(request.precision, request.provider)
+    options.check()
+    out = request.out.expanduser().resolve()
+    if out.exists() and not request.force:
+        what = "a model folder" if (out / "manifest.json").exists() else "something"
+        raise OutputExistsError(f"{out} already holds {what}; pass --force to replace it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_partials(out):
+        progress.note(f"removed an interrupted earlier export: {stale.name}")
+
+    progress.stage("checking the checkpoint")
+    checkpoint = resolve_source(request.source, request.revision, request.download_dir)
+    needed = _estimate_output_bytes(checkpoint, request.precision)
+    free = shutil.disk_usage(out.parent).free
+    if needed > free:
+        raise DiskFullError(
+            f"{out.parent} has {free / 1e9:.1f} GB free; this export needs about {needed / 1e9:.1f} GB. Free space "
+            "or choose another --out"
+        )
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL_MARK}", dir=out.parent))
+    (staging / "pid").write_text(str(os.getpid()))
+    model_dir, work_dir = staging / "model", staging / "work"
+    model_dir.mkdir()
+    work_dir.mkdir()
+    log_path = work_dir / "builder.log"
+    started = time.perf_counter()
+    try:
+        with _terminate_as_interrupt():
+            source_files = _hash_files(checkpoint, progress)
+            progress.stage(f"converting {checkpoint.num_layers} layers ({checkpoint.format} -> {request.precision}, "
+                           f"{request.provider})")
+            layer_bar = progress.bar("convert", total=checkpoint.num_layers, unit="layer")
+            build_progress = BuildProgress(
+                on_stage=progress.stage,
+                on_layer=lambda done, total: layer_bar.update_to(done),
+                make_save_bar=progress.builder_save_bar,
+            )
+            with open(log_path, "w", encoding="utf-8") as log:
+                try:
+                    extra = run_builder(checkpoint, model_dir, work_dir, options, build_progress, log)
+                except ExportError:
+                    raise
+                except Exception as exc:
+                    if _is_disk_full(exc):
+                        raise
+                    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                    raise ExportError(
+                        f"the model builder failed: {exc.__class__.__name__}: {exc}\n  last builder output:\n    "
+                        + "\n    ".join(tail)
+                    ) from exc
+                finally:
+                    layer_bar.close()
+            build_seconds = time.perf_counter() - started
+
+            progress.stage("verifying")
+            run_here = request.provider == "cpu"
+            verification = cheap_checks(model_dir, request.provider, run=run_here)
+            if request.parity and run_here:
+                progress.stage("comparing with the reference (transformers, fp32)")
+                verification["parity"] = parity(load_model(model_dir), model_dir, checkpoint.path, request.precision)
+
+            manifest = _manifest(request, checkpoint, source_files, extra, verification, build_seconds, run_here)
+            manifest["files"] = _hash_outputs(model_dir, progress)
+            (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            os.chmod(model_dir, 0o755)
+            _move_into_place(model_dir, out)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if _is_disk_full(exc):
+            raise DiskFullError(
+                f"the disk filled up while writing the export to {out.parent}; nothing was left behind. "
+                "Free space and run the same command again"
+            ) from exc
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _hash_files(checkpoint: Checkpoint, progress: Progress) -> list[dict[str, Any]]:
+    total = sum(p.stat().st_size for p in checkpoint.files)
+    bar = progress.bar("hash source", total=total, unit="B")
+    try:
+        return checkpoint.file_digests(bar.update)
+    finally:
+        bar.close()
+
+
+def _hash_outputs(model_dir: Path, progress: Progress) -> list[dict[str, Any]]:
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != "manifest.json")
+    bar = progress.bar("hash output", total=sum(p.stat().st_size for p in files), unit="B")
+    try:
+        return [file_digest(p, model_dir, bar.update) for p in files]
+    finally:
+        bar.close()
+
+
+def _manifest(request: ExportRequest, checkpoint: Checkpoint, source_files: list[dict[str, Any]],
+              extra: dict[str, str], verification: dict[str, Any], build_seconds: float,
+              run_here: bool) -> dict[str, Any]:
+    source: dict[str, Any] = {"format": checkpoint.format, "shape": checkpoint.shape_summary(), "files": source_files}
+    if checkpoint.hub_id:
+        source.update(kind="hub", hub_id=checkpoint.hub_id, revision=checkpoint.revision)
+    else:
+        source.update(kind="local", path=str(checkpoint.path.resolve()))
+    synthetic = checkpoint.path / "synthetic.json"
+    if synthetic.exists():
+        source["synthetic"] = json.loads(synthetic.read_text())
+    options = asdict(request)
+    options["out"] = str(request.out)
+    options["download_dir"] = str(request.download_dir) if request.download_dir else None
+    return {
+        "format": "oss-edge-model",
+        "manifest_version": MANIFEST_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "options": options,
+        "builder_extra_options": extra,
+        "qmoe_accuracy_level": 4 if request.provider == "cpu" else None,
+        "execution_provider": {
+            "target": request.provider,
+            "run_during_export": run_here,
+            "note": None if run_here else f"built for {request.provider}; this machine has no such device, so the "
+                                          "model was checked structurally but never run",
+        },
+        "tools": tool_versions(),
+        "build_seconds": round(build_seconds, 2),
+        "verification": verification,
+    }
+
+
+def _move_into_place(model_dir: Path, out: Path) -> None:
+    if out.exists():
+        # --force: swap in the new folder first, then delete the old one, so a crash keeps one of them.
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, trash)
+        os.replace(model_dir, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(model_dir, out)
+
+
+def print_summary(manifest: dict[str, Any], out: Path) -> None:
+    size = sum(f["size"] for f in manifest["files"])
+    verification = manifest["verification"]
+    lines = [f"exported {out} ({size / 1e6:.1f} MB, {len(manifest['files'])} files) in {manifest['build_seconds']} s"]
+    if "smoke_run" in verification:
+        lines.append(f"  ran on the CPU: {verification['smoke_run']['prompt_tokens']} prompt tokens, "
+                     f"greedy {verification['smoke_run']['generated']}")
+    else:
+        lines.append(f"  {manifest['execution_provider']['note']}")
+    if "parity" in verification:
+        p = verification["parity"]
+        lines.append(f"  parity: top-1 {p['top1_agreement']:.3f}, mean KL {p['mean_kl']:.4f}, "
+                     f"max |dlogit| {p['max_abs_logit_diff']:.2e} -> {'passed' if p['passed'] else 'FAILED'}")
+    print("\n".join(lines), file=sys.stdout)

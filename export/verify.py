@@ -1,0 +1,325 @@
+"""Check an exported model folder: structure, graph operators per provider, tokenizer, a real run, parity.
+
+The cheap checks (everything but parity) need only onnx and onnxruntime-genai; parity runs the source
+checkpoint through transformers in fp32 and compares logits on a fixed prompt set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from export.errors import VerificationError
+
+REQUIRED_FILES = ("genai_config.json", "model.onnx", "tokenizer.json", "tokenizer_config.json")
+HARMONY_SAMPLE = (
+    "<|start|>system<|message|>Reasoning: low<|end|><|start|>user<|message|>Explain `x += 1` in Python.<|end|>"
+    "<|start|>assistant<|channel|>final<|message|>It adds one to x.<|return|>"
+)
+SPECIAL_TOKENS = ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>")
+PARITY_PROMPTS = (
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
+    "import os\nfor root, dirs, files in os.walk('.'):\n    for name in files:\n        print(os.path.join(",
+    "<|start|>user<|message|>What does `git rebase` do?<|end|><|start|>assistant<|channel|>final<|message|>",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n        self.",
+    "SELECT name, COUNT(*) FROM users GROUP BY",
+    "fn main() {\n    let v: Vec<i32> = (0..10).map(|x| x * x).collect();\n    println!(\"{:?}\", ",
+)
+PARITY_STEPS = 8
+# fp32 must equal the reference; int4 thresholds come from measurement on the synthetic models
+# (docs/export.md lists the figures): random weights exaggerate int4 error, real weights do better.
+FP32_MAX_ABS_DIFF = 1e-4
+INT4_MIN_TOP1 = 0.5
+INT4_MAX_MEAN_KL = 0.5
+ORT_OPS_IN_ONNX_DOMAIN = {"SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"}
+# Operators each provider's graph must hold: the fused MoE kernels exist for CPU and CUDA only.
+PROVIDER_OPS = {
+    "cpu": {"required": {"GroupQueryAttention"}, "one_of": {"QMoE", "MoE"}, "forbidden": set()},
+    "cuda": {"required": {"GroupQueryAttention"}, "one_of": {"QMoE", "MoE"}, "forbidden": set()},
+    "dml": {"required": {"GroupQueryAttention", "TopK", "Gather"}, "one_of": {"MatMulNBits", "MatMul"},
+            "forbidden": {"QMoE", "MoE"}},
+}
+
+
+def _checkable_copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxruntime registers a few contrib ops in the ONNX domain, where the checker has no schema for them."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        if node.domain in ("", "ai.onnx") and node.op_type in ORT_OPS_IN_ONNX_DOMAIN:
+            node.domain = "com.microsoft"
+    # External weights are checked for presence separately; the checker sees them as typed graph inputs.
+    external = [i for i in copy.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL]
+    for init in external:
+        copy.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    kept = [i for i in copy.graph.initializer if i.data_location != onnx.TensorProto.EXTERNAL]
+    del copy.graph.initializer[:]
+    copy.graph.initializer.extend(kept)
+    if not any(o.domain == "com.microsoft" for o in copy.opset_import):
+        copy.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return copy
+
+
+def graph_ops(model_path: Path) -> Counter[str]:
+    model = onnx.load(str(model_path), load_external_data=False)
+    return Counter(node.op_type for node in model.graph.node)
+
+
+def check_structure(model_dir: Path) -> dict[str, Any]:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise VerificationError(f"{model_dir} is not a folder")
+    missing = [f for f in REQUIRED_FILES if not (model_dir / f).exists()]
+    if missing:
+        raise VerificationError(f"{model_dir} is not a model folder: missing {', '.join(missing)}")
+    try:
+        genai = json.loads((model_dir / "genai_config.json").read_text())
+        decoder = genai["model"]["decoder"]
+    except (ValueError, KeyError) as exc:
+        raise VerificationError(f"genai_config.json in {model_dir} is damaged: {exc}") from exc
+    model_path = model_dir / decoder.get("filename", "model.onnx")
+    model = onnx.load(str(model_path), load_external_data=False)
+    try:
+        onnx.checker.check_model(_checkable_copy(model))
+    except Exception as exc:  # the checker raises several unrelated types
+        raise VerificationError(f"{model_path.name} fails the ONNX checker: {exc}") from exc
+    for init in model.graph.initializer:
+        for entry in init.external_data:
+            if entry.key == "location" and not (model_dir / entry.value).exists():
+                raise VerificationError(f"{model_path.name} refers to missing weight file {entry.value}")
+    inputs = {i.name: i for i in model.graph.input}
+    outputs = {o.name: o for o in model.graph.output}
+    layers = sum(1 for name in inputs if name.startswith("past_key_values.") and name.endswith(".key"))
+    problems = []
+    if layers != decoder["num_hidden_layers"]:
+        problems.append(f"graph has {layers} layers of KV cache, config says {decoder['num_hidden_layers']}")
+    key_shape = [d.dim_value or d.dim_param for d in inputs["past_key_values.0.key"].type.tensor_type.shape.dim]
+    expected = {1: decoder["num_key_value_heads"], 3: decoder["head_size"]}
+    if any(isinstance(key_shape[axis], int) and key_shape[axis] != value for axis, value in expected.items()):
+        problems.append(f"KV cache shape {key_shape} disagrees with kv heads/head size in the config")
+    vocab = outputs["logits"].type.tensor_type.shape.dim[-1].dim_value
+    if vocab != genai["model"]["vocab_size"]:
+        problems.append(f"logits have {vocab} entries, config vocab_size is {genai['model']['vocab_size']}")
+    eos = genai["model"]["eos_token_id"]
+    eos_ids = eos if isinstance(eos, list) else [eos]
+    if any(not 0 <= e < vocab for e in eos_ids):
+        problems.append(f"eos ids {eos_ids} fall outside the vocabulary")
+    if problems:
+        raise VerificationError("genai_config.json disagrees with the graph: " + "; ".join(problems))
+    ops = graph_ops(model_path)
+    return {"layers": layers, "vocab_size": vocab, "context_length": genai["model"]["context_length"],
+            "ops": dict(sorted(ops.items()))}
+
+
+def check_provider_ops(ops: dict[str, int], provider: str) -> dict[str, Any]:
+    rule = PROVIDER_OPS[provider]
+    present = set(ops)
+    missing = sorted(rule["required"] - present)
+    if not rule["one_of"] & present:
+        missing.append(" or ".join(sorted(rule["one_of"])))
+    forbidden = sorted(rule["forbidden"] & present)
+    if missing or forbidden:
+        raise VerificationError(
+            f"graph built for {provider} lacks {missing or 'nothing'} and holds unsupported {forbidden or 'nothing'}"
+        )
+    return {"provider": provider, "ok": True}
+
+
+def load_model(model_dir: Path, threads: int = 0, provider: str = "cpu") -> Any:
+    import onnxruntime_genai as og  # noqa: PLC0415
+
+    config = og.Config(str(model_dir))
+    config.clear_providers()
+    if provider != "cpu":
+        config.append_provider(provider)
+    if threads:
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+    return og.Model(config)
+
+
+def open_tokenizer(model_dir: Path) -> Any:
+    import onnxruntime_genai as og  # noqa: PLC0415
+
+    return og.Tokenizer(og.Config(str(model_dir)))
+
+
+def check_tokenizer(model_dir: Path) -> dict[str, Any]:
+    tokenizer = open_tokenizer(model_dir)
+    # Decoding drops special tokens by default; the harmony parser needs them.
+    tokenizer.update_options(skip_special_tokens="false")
+    ids = list(tokenizer.encode(HARMONY_SAMPLE))
+    singles = {}
+    for token in SPECIAL_TOKENS:
+        token_ids = list(tokenizer.encode(token))
+        if len(token_ids) != 1:
+            raise VerificationError(f"tokenizer splits special token {token} into {token_ids}")
+        singles[token] = int(token_ids[0])
+        if token_ids[0] not in ids:
+            raise VerificationError(f"special token {token} is not kept whole in harmony text")
+    decoded = tokenizer.decode(np.array(ids, dtype=np.int32))
+    if decoded != HARMONY_SAMPLE:
+        raise VerificationError("tokenizer round trip changed the harmony text (decode(encode(x)) != x)")
+    return {"tokens": len(ids), "special_ids": singles, "round_trip": True}
+
+
+class Session:
+    """A fresh generator per prompt, fed by appending tokens and reading the last position's logits."""
+
+    def __init__(self, model: Any, max_length: int) -> None:
+        self.model = model
+        self.max_length = max_length
+
+    def logits_stream(self, prompt: list[int]) -> tuple[Any, np.ndarray]:
+        import onnxruntime_genai as og  # noqa: PLC0415
+
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=self.max_length, do_sample=False)
+        generator = og.Generator(self.model, params)
+        generator.append_tokens(np.array(prompt, dtype=np.int32))
+        return generator, np.asarray(generator.get_logits(), dtype=np.float64).reshape(-1)
+
+    @staticmethod
+    def step(generator: Any, token: int) -> np.ndarray:
+        generator.append_tokens(np.array([token], dtype=np.int32))
+        return np.asarray(generator.get_logits(), dtype=np.float64).reshape(-1)
+
+
+def smoke_run(model: Any, tokenizer_ids: list[int], steps: int = 4) -> dict[str, Any]:
+    session = Session(model, len(tokenizer_ids) + steps + 8)
+    start = time.perf_counter()
+    generator, logits = session.logits_stream(tokenizer_ids)
+    generated = []
+    for _ in range(steps):
+        if not np.all(np.isfinite(logits)):
+            raise VerificationError("the model produced non-finite logits")
+        token = int(np.argmax(logits))
+        generated.append(token)
+        logits = session.step(generator, token)
+    return {"prompt_tokens": len(tokenizer_ids), "generated": generated,
+            "seconds": round(time.perf_counter() - start, 4)}
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max()
+    return shifted - math.log(np.exp(shifted).sum())
+
+
+def parity(model: Any, model_dir: Path, reference: Path, precision: str,
+           on_prompt: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Compare last-token logits with transformers (fp32) over PARITY_PROMPTS, teacher-forcing its greedy tokens."""
+    import torch  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    ref_model = AutoModelForCausalLM.from_pretrained(str(reference), dtype=torch.float32)
+    ref_model.eval()
+    vocab = json.loads((model_dir / "genai_config.json").read_text())["model"]["vocab_size"]
+    tokenizer = open_tokenizer(model_dir)
+    max_diff, kls, cosines = 0.0, [], []
+    top1 = greedy = total = 0
+    for index, prompt in enumerate(PARITY_PROMPTS):
+        ids = [int(t) for t in tokenizer.encode(prompt)]
+        session = Session(model, len(ids) + PARITY_STEPS + 8)
+        generator, ort_logits = session.logits_stream(ids)
+        tokens = list(ids)
+        for _ in range(PARITY_STEPS + 1):
+            with torch.no_grad():
+                ref = ref_model(torch.tensor([tokens])).logits[0, -1, :vocab].double().numpy()
+            max_diff = max(max_diff, float(np.abs(ref - ort_logits).max()))
+            ref_lp, ort_lp = _log_softmax(ref), _log_softmax(ort_logits)
+            kls.append(float(np.sum(np.exp(ref_lp) * (ref_lp - ort_lp))))
+            cosines.append(float(ref @ ort_logits / (np.linalg.norm(ref) * np.linalg.norm(ort_logits))))
+            top1 += int(np.argmax(ref) == np.argmax(ort_logits))
+            total += 1
+            token = int(np.argmax(ref))
+            tokens.append(token)
+            ort_logits = Session.step(generator, token)
+        # Free-running greedy agreement: would the export pick the same continuation on its own?
+        greedy += int(_greedy(model, ids, PARITY_STEPS) == tokens[len(ids):len(ids) + PARITY_STEPS])
+        if on_prompt:
+            on_prompt(index + 1, len(PARITY_PROMPTS))
+    result = {
+        "prompts": len(PARITY_PROMPTS), "positions": total, "max_abs_logit_diff": max_diff,
+        "top1_agreement": top1 / total, "mean_kl": float(np.mean(kls)), "mean_cosine": float(np.mean(cosines)),
+        "greedy_sequences_identical": greedy, "precision": precision,
+    }
+    if precision == "fp32":
+        result["thresholds"] = {"max_abs_logit_diff": FP32_MAX_ABS_DIFF, "greedy_sequences_identical": len(PARITY_PROMPTS)}
+        result["passed"] = max_diff <= FP32_MAX_ABS_DIFF and greedy == len(PARITY_PROMPTS)
+    else:
+        result["thresholds"] = {"top1_agreement": INT4_MIN_TOP1, "mean_kl": INT4_MAX_MEAN_KL}
+        result["passed"] = result["top1_agreement"] >= INT4_MIN_TOP1 and result["mean_kl"] <= INT4_MAX_MEAN_KL
+    return result
+
+
+def _greedy(model: Any, ids: list[int], steps: int) -> list[int]:
+    session = Session(model, len(ids) + steps + 8)
+    generator, logits = session.logits_stream(ids)
+    out = []
+    for _ in range(steps):
+        token = int(np.argmax(logits))
+        out.append(token)
+        logits = Session.step(generator, token)
+    return out
+
+
+def cheap_checks(model_dir: Path, provider: str, run: bool) -> dict[str, Any]:
+    """Everything but parity. The model is loaded and run only when it was built for this machine (run=True)."""
+    report: dict[str, Any] = {"structure": check_structure(model_dir)}
+    report["provider_ops"] = check_provider_ops(report["structure"]["ops"], provider)
+    report["tokenizer"] = check_tokenizer(model_dir)
+    if run:
+        model = load_model(model_dir)
+        ids = [int(t) for t in open_tokenizer(model_dir).encode(PARITY_PROMPTS[0])]
+        report["smoke_run"] = smoke_run(model, ids)
+    else:
+        report["run"] = f"not run: built for {provider}, which this machine cannot execute"
+    return report
+
+
+def check_hashes(model_dir: Path, manifest: dict[str, Any]) -> str:
+    from export.checkpoint import file_digest  # noqa: PLC0415
+
+    listed = manifest.get("files", [])
+    for entry in listed:
+        path = model_dir / entry["name"]
+        if not path.exists():
+            raise VerificationError(f"{entry['name']} is listed in manifest.json but missing")
+        if path.stat().st_size != entry["size"] or file_digest(path, model_dir)["sha256"] != entry["sha256"]:
+            raise VerificationError(f"{entry['name']} differs from manifest.json: the file was changed or damaged")
+    return f"{len(listed)} files match manifest.json"
+
+
+def verify_folder(model_dir: Path, reference: Path | None = None, hashes: bool = True) -> dict[str, Any]:
+    """The full report `oss-edge verify` prints. Raises VerificationError on a structural failure."""
+    model_dir = Path(model_dir)
+    manifest_path = model_dir / "manifest.json"
+    manifest: dict[str, Any] = {}
+    if manifest_path.exists():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except ValueError as exc:
+            raise VerificationError(f"manifest.json in {model_dir} is damaged: {exc}") from exc
+    provider = manifest.get("execution_provider", {}).get("target", "cpu")
+    run_here = provider == "cpu"
+    report = {"model_dir": str(model_dir), "provider": provider}
+    report.update(cheap_checks(model_dir, provider, run=run_here))
+    if manifest and hashes:
+        report["hashes"] = check_hashes(model_dir, manifest)
+    passed = True
+    if reference is not None and run_here:
+        precision = manifest.get("options", {}).get("precision", "int4")
+        report["parity"] = parity(load_model(model_dir), model_dir, Path(reference), precision)
+        passed = report["parity"]["passed"]
+    report["passed"] = passed
+    return report
