@@ -19,8 +19,16 @@ from export.safetensors_io import TensorInfo, read_header, read_tensor
 
 DEFAULT_HUB_ID = "openai/gpt-oss-20b"
 # What the builder and transformers read; the hub repo also holds the original/ and metal/ copies we skip.
-HUB_PATTERNS = ["config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
-                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"]
+HUB_PATTERNS = [
+    "config.json",
+    "generation_config.json",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+]
 REQUIRED_SPECIAL_TOKENS = ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>", "<|call|>")
 EXPERT_SUFFIXES = {
     "mxfp4": ("gate_up_proj_blocks", "gate_up_proj_scales", "down_proj_blocks", "down_proj_scales"),
@@ -43,9 +51,18 @@ class Checkpoint:
         return int(self.config["num_hidden_layers"])
 
     def shape_summary(self) -> dict[str, Any]:
-        keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "head_dim", "num_local_experts", "num_experts_per_tok", "vocab_size",
-                "sliding_window")
+        keys = (
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "num_local_experts",
+            "num_experts_per_tok",
+            "vocab_size",
+            "sliding_window",
+        )
         return {k: self.config.get(k) for k in keys}
 
     def load_torch(self, name: str) -> Any:
@@ -169,8 +186,17 @@ def open_checkpoint(folder: Path) -> Checkpoint:
             "the download may be incomplete"
         )
     _check_tokenizer(folder)
-    metadata = [folder / n for n in ("config.json", "generation_config.json", "tokenizer.json",
-                                     "tokenizer_config.json", "model.safetensors.index.json") if (folder / n).exists()]
+    metadata = [
+        folder / n
+        for n in (
+            "config.json",
+            "generation_config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "model.safetensors.index.json",
+        )
+        if (folder / n).exists()
+    ]
     return Checkpoint(path=folder, config=config, format=fmt, tensors=tensors, files=metadata + files)
 
 

@@ -20,15 +20,22 @@ def register(subparsers: Any) -> None:
         "synth",
         help="generate a random gpt-oss checkpoint in the official on-disk format (for tests and benchmarks)",
         description="Write a synthetic gpt-oss checkpoint with random weights in the exact on-disk format of "
-                    "openai/gpt-oss-20b (MXFP4 experts, bf16 elsewhere, harmony tokenizer).",
+        "openai/gpt-oss-20b (MXFP4 experts, bf16 elsewhere, harmony tokenizer).",
     )
     synth.add_argument("out", type=Path, help="folder to create")
-    synth.add_argument("--shape", default="tiny",
-                       help="tiny (seconds to build), tiny-120b (the 120b layout at small width), slice:N "
-                            "(gpt-oss-20b widths, N layers), or 20b (all 24 layers, ~13.8 GB)")
-    synth.add_argument("--format", dest="fmt", choices=("mxfp4", "bf16"), default="mxfp4",
-                       help="mxfp4: experts as *_blocks/*_scales like the official release; bf16: dense experts "
-                            "like a fine-tune")
+    synth.add_argument(
+        "--shape",
+        default="tiny",
+        help="tiny (seconds to build), tiny-120b (the 120b layout at small width), slice:N "
+        "(gpt-oss-20b widths, N layers), or 20b (all 24 layers, ~13.8 GB)",
+    )
+    synth.add_argument(
+        "--format",
+        dest="fmt",
+        choices=("mxfp4", "bf16"),
+        default="mxfp4",
+        help="mxfp4: experts as *_blocks/*_scales like the official release; bf16: dense experts like a fine-tune",
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_synth)
 
@@ -36,29 +43,40 @@ def register(subparsers: Any) -> None:
         "export",
         help="convert a gpt-oss checkpoint into a verified int4 ONNX model folder",
         description="Convert a gpt-oss checkpoint (hub id or local folder; MXFP4 release or bf16 fine-tune) into "
-                    "an ONNX Runtime GenAI model folder, verify it, and write manifest.json. The folder appears only "
-                    "when complete; an interrupted export leaves nothing and can simply be run again.",
+        "an ONNX Runtime GenAI model folder, verify it, and write manifest.json. The folder appears only "
+        "when complete; an interrupted export leaves nothing and can simply be run again.",
     )
-    export.add_argument("source", nargs="?", default=DEFAULT_HUB_ID,
-                        help=f"hub id or local checkpoint folder (default {DEFAULT_HUB_ID})")
-    export.add_argument("--out", type=Path, help="model folder to create (default: a folder under "
-                                                 f"{models_dir()} named after the source and options)")
+    export.add_argument(
+        "source",
+        nargs="?",
+        default=DEFAULT_HUB_ID,
+        help=f"hub id or local checkpoint folder (default {DEFAULT_HUB_ID})",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        help=f"model folder to create (default: a folder under {models_dir()} named after the source and options)",
+    )
     export.add_argument("--precision", choices=("int4", "fp32"), default="int4")
-    export.add_argument("--provider", choices=("cpu", "cuda", "dml"), default="cpu",
-                        help="execution provider the model is built for")
+    export.add_argument(
+        "--provider", choices=("cpu", "cuda", "dml"), default="cpu", help="execution provider the model is built for"
+    )
     export.add_argument("--revision", help="hub revision (branch, tag or commit) to download")
     export.add_argument("--download-dir", type=Path, help="hub cache folder for the download")
     export.add_argument("--force", action="store_true", help="replace an existing output folder")
-    export.add_argument("--parity", action="store_true",
-                        help="also compare logits with the source run through transformers (needs memory for an "
-                             "fp32 copy of the model)")
+    export.add_argument(
+        "--parity",
+        action="store_true",
+        help="also compare logits with the source run through transformers (needs memory for an "
+        "fp32 copy of the model)",
+    )
     export.set_defaults(handler=_export)
 
     verify = subparsers.add_parser(
         "verify",
         help="check a model folder: structure, operators, tokenizer, file hashes, a real run, parity",
         description="Check an exported model folder. With --reference, also compare its logits against the "
-                    "checkpoint run through transformers in fp32 on a fixed prompt set.",
+        "checkpoint run through transformers in fp32 on a fixed prompt set.",
     )
     verify.add_argument("model_dir", type=Path)
     verify.add_argument("--reference", type=Path, help="checkpoint folder to compare against")
@@ -98,8 +116,14 @@ def _export(args: argparse.Namespace) -> int:
 
     out = args.out or default_out(args.source, args.precision, args.provider)
     request = ExportRequest(
-        source=args.source, out=out, precision=args.precision, provider=args.provider, revision=args.revision,
-        force=args.force, parity=args.parity, download_dir=args.download_dir,
+        source=args.source,
+        out=out,
+        precision=args.precision,
+        provider=args.provider,
+        revision=args.revision,
+        force=args.force,
+        parity=args.parity,
+        download_dir=args.download_dir,
     )
     manifest = run_export(request, Progress())
     print_summary(manifest, out.expanduser().resolve())
@@ -121,22 +145,26 @@ def _verify(args: argparse.Namespace) -> int:
 
 def format_report(report: dict[str, Any]) -> list[str]:
     s = report["structure"]
-    lines = [f"{report['model_dir']}: {s['layers']} layers, vocab {s['vocab_size']}, built for "
-             f"{report['provider']}",
-             f"  structure and genai_config: ok; operators for {report['provider']}: ok",
-             f"  tokenizer round trip with harmony special tokens: ok ({report['tokenizer']['tokens']} tokens)"]
+    lines = [
+        f"{report['model_dir']}: {s['layers']} layers, vocab {s['vocab_size']}, built for {report['provider']}",
+        f"  structure and genai_config: ok; operators for {report['provider']}: ok",
+        f"  tokenizer round trip with harmony special tokens: ok ({report['tokenizer']['tokens']} tokens)",
+    ]
     if "hashes" in report:
         lines.append(f"  file hashes: {report['hashes']}")
     if "smoke_run" in report:
-        lines.append(f"  ran on the CPU: greedy {report['smoke_run']['generated']} in {report['smoke_run']['seconds']} s")
+        lines.append(
+            f"  ran on the CPU: greedy {report['smoke_run']['generated']} in {report['smoke_run']['seconds']} s"
+        )
     else:
         lines.append(f"  {report.get('run', 'not run')}")
     if "parity" in report:
         p = report["parity"]
-        lines.append(f"  parity vs transformers fp32 ({p['positions']} positions): max |dlogit| "
-                     f"{p['max_abs_logit_diff']:.2e}, top-1 {p['top1_agreement']:.3f}, mean KL {p['mean_kl']:.4f}, "
-                     f"cosine {p['mean_cosine']:.4f}, identical greedy runs {p['greedy_sequences_identical']}/"
-                     f"{p['prompts']} -> {'passed' if p['passed'] else 'FAILED'} (thresholds {p['thresholds']})")
+        lines.append(
+            f"  parity vs transformers fp32 ({p['positions']} positions): max |dlogit| "
+            f"{p['max_abs_logit_diff']:.2e}, top-1 {p['top1_agreement']:.3f}, mean KL {p['mean_kl']:.4f}, "
+            f"cosine {p['mean_cosine']:.4f}, identical greedy runs {p['greedy_sequences_identical']}/"
+            f"{p['prompts']} -> {'passed' if p['passed'] else 'FAILED'} (thresholds {p['thresholds']})"
+        )
     lines.append("verified" if report["passed"] else "verification FAILED")
     return lines
-

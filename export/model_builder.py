@@ -66,7 +66,7 @@ def _builder_modules() -> tuple[Any, Any]:
 
 
 def _model_class(builder: Any, checkpoint: Checkpoint, progress: BuildProgress) -> type:
-    class GptOssExportModel(builder.GPTOSSModel):  # type: ignore[misc,name-defined]
+    class GptOssExportModel(builder.GPTOSSModel):
         """The builder's gpt-oss model, with dense-expert input and progress reporting."""
 
         def load_weights(self, input_path: str) -> Any:
@@ -87,7 +87,10 @@ def _model_class(builder: Any, checkpoint: Checkpoint, progress: BuildProgress) 
             # A bf16 fine-tune holds dense experts input-major [E, in, out]; the QMoE quantizer takes
             # output-major [E, out, in], exactly what the MXFP4 loader returns after decoding.
             return tuple(
-                checkpoint.load_torch(f"model.layers.{layer_id}.mlp.experts.{proj}").float().transpose(-1, -2).contiguous()
+                checkpoint.load_torch(f"model.layers.{layer_id}.mlp.experts.{proj}")
+                .float()
+                .transpose(-1, -2)
+                .contiguous()
                 for proj in ("gate_up_proj", "down_proj")
             )
 
@@ -145,11 +148,18 @@ def run_builder(
     save_bar = progress.make_save_bar or base.tqdm
     with redirect_output(log):
         prepared = builder.parse_extra_options(
-            model_path, model_path, str(out_dir), options.precision, options.provider, cache_dir,
+            model_path,
+            model_path,
+            str(out_dir),
+            options.precision,
+            options.provider,
+            cache_dir,
             [f"{k}={v}" for k, v in extra.items()],
         )
-        with _patched(builder, "GPTOSSModel", _model_class(builder, checkpoint, progress)), \
-                _patched(base, "tqdm", save_bar):
+        with (
+            _patched(builder, "GPTOSSModel", _model_class(builder, checkpoint, progress)),
+            _patched(base, "tqdm", save_bar),
+        ):
             builder.create_model(
                 model_path, model_path, str(out_dir), options.precision, options.provider, cache_dir, **prepared
             )

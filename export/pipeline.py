@@ -32,8 +32,20 @@ from export.verify import cheap_checks, load_model, parity
 
 MANIFEST_VERSION = 1
 PARTIAL_MARK = ".partial-"
-TOOLS = ("oss-edge", "onnxruntime-genai", "onnxruntime", "onnx", "onnx-ir", "torch", "transformers",
-         "safetensors", "tokenizers", "accelerate", "huggingface-hub", "numpy")
+TOOLS = (
+    "oss-edge",
+    "onnxruntime-genai",
+    "onnxruntime",
+    "onnx",
+    "onnx-ir",
+    "torch",
+    "transformers",
+    "safetensors",
+    "tokenizers",
+    "accelerate",
+    "huggingface-hub",
+    "numpy",
+)
 
 
 @dataclass(frozen=True)
@@ -82,18 +94,28 @@ def remove_stale_partials(out: Path) -> list[Path]:
     return removed
 
 
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """Let SIGTERM unwind like Ctrl-C so the partial folder is removed."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+class _Interrupts:
+    """Ctrl-C and SIGTERM unwind as KeyboardInterrupt, and are remembered: a C extension interrupted
+    mid-import (torch) reports a generic error instead, which must still count as an interruption."""
 
-    previous = signal.signal(signal.SIGTERM, handler) if _main_thread() else None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum: int, frame: Any) -> None:
+            self.received = signum
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        if not _main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 def _main_thread() -> bool:
@@ -151,11 +173,14 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     work_dir.mkdir()
     log_path = work_dir / "builder.log"
     started = time.perf_counter()
+    interrupts = _Interrupts()
     try:
-        with _terminate_as_interrupt():
+        with interrupts.installed():
             source_files = _hash_files(checkpoint, progress)
-            progress.stage(f"converting {checkpoint.num_layers} layers ({checkpoint.format} -> {request.precision}, "
-                           f"{request.provider})")
+            progress.stage(
+                f"converting {checkpoint.num_layers} layers ({checkpoint.format} -> {request.precision}, "
+                f"{request.provider})"
+            )
             layer_bar = progress.bar("convert", total=checkpoint.num_layers, unit="layer")
             build_progress = BuildProgress(
                 on_stage=progress.stage,
@@ -168,6 +193,8 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
                 except ExportError:
                     raise
                 except Exception as exc:
+                    if interrupts.received is not None:
+                        raise KeyboardInterrupt from exc
                     if _is_disk_full(exc):
                         raise
                     tail = log_path.read_text(errors="replace").splitlines()[-15:]
@@ -221,9 +248,15 @@ def _hash_outputs(model_dir: Path, progress: Progress) -> list[dict[str, Any]]:
         bar.close()
 
 
-def _manifest(request: ExportRequest, checkpoint: Checkpoint, source_files: list[dict[str, Any]],
-              extra: dict[str, str], verification: dict[str, Any], build_seconds: float,
-              run_here: bool) -> dict[str, Any]:
+def _manifest(
+    request: ExportRequest,
+    checkpoint: Checkpoint,
+    source_files: list[dict[str, Any]],
+    extra: dict[str, str],
+    verification: dict[str, Any],
+    build_seconds: float,
+    run_here: bool,
+) -> dict[str, Any]:
     source: dict[str, Any] = {"format": checkpoint.format, "shape": checkpoint.shape_summary(), "files": source_files}
     if checkpoint.hub_id:
         source.update(kind="hub", hub_id=checkpoint.hub_id, revision=checkpoint.revision)
@@ -246,8 +279,10 @@ def _manifest(request: ExportRequest, checkpoint: Checkpoint, source_files: list
         "execution_provider": {
             "target": request.provider,
             "run_during_export": run_here,
-            "note": None if run_here else f"built for {request.provider}; this machine has no such device, so the "
-                                          "model was checked structurally but never run",
+            "note": None
+            if run_here
+            else f"built for {request.provider}; this machine has no such device, so the "
+            "model was checked structurally but never run",
         },
         "tools": tool_versions(),
         "build_seconds": round(build_seconds, 2),
@@ -271,12 +306,16 @@ def print_summary(manifest: dict[str, Any], out: Path) -> None:
     verification = manifest["verification"]
     lines = [f"exported {out} ({size / 1e6:.1f} MB, {len(manifest['files'])} files) in {manifest['build_seconds']} s"]
     if "smoke_run" in verification:
-        lines.append(f"  ran on the CPU: {verification['smoke_run']['prompt_tokens']} prompt tokens, "
-                     f"greedy {verification['smoke_run']['generated']}")
+        lines.append(
+            f"  ran on the CPU: {verification['smoke_run']['prompt_tokens']} prompt tokens, "
+            f"greedy {verification['smoke_run']['generated']}"
+        )
     else:
         lines.append(f"  {manifest['execution_provider']['note']}")
     if "parity" in verification:
         p = verification["parity"]
-        lines.append(f"  parity: top-1 {p['top1_agreement']:.3f}, mean KL {p['mean_kl']:.4f}, "
-                     f"max |dlogit| {p['max_abs_logit_diff']:.2e} -> {'passed' if p['passed'] else 'FAILED'}")
+        lines.append(
+            f"  parity: top-1 {p['top1_agreement']:.3f}, mean KL {p['mean_kl']:.4f}, "
+            f"max |dlogit| {p['max_abs_logit_diff']:.2e} -> {'passed' if p['passed'] else 'FAILED'}"
+        )
     print("\n".join(lines), file=sys.stdout)

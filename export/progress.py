@@ -45,10 +45,21 @@ class Progress:
         if not self.enabled:
             return Bar(None)
         scale = unit == "B"
-        return Bar(tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000,
-                        file=self.stream, leave=False, dynamic_ncols=True))
+        return Bar(
+            tqdm(
+                total=total,
+                desc=desc,
+                unit=unit,
+                unit_scale=scale,
+                unit_divisor=1024 if scale else 1000,
+                file=self.stream,
+                leave=False,
+                dynamic_ncols=True,
+            )
+        )
 
     def builder_save_bar(self, *args: Any, **kwargs: Any) -> tqdm:
         """Stand-in for the tqdm() the builder opens while saving: ours, on our stream, off when quiet."""
-        return tqdm(desc="save", unit="tensor", file=self.stream, disable=not self.enabled, leave=False,
-                    dynamic_ncols=True)
+        return tqdm(
+            desc="save", unit="tensor", file=self.stream, disable=not self.enabled, leave=False, dynamic_ncols=True
+        )

@@ -53,7 +53,11 @@ def write_safetensors(path: Path, tensors: list[TensorPlan], on_bytes: Callable[
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
     offset = 0
     for plan in tensors:
-        header[plan.name] = {"dtype": plan.dtype, "shape": list(plan.shape), "data_offsets": [offset, offset + plan.nbytes]}
+        header[plan.name] = {
+            "dtype": plan.dtype,
+            "shape": list(plan.shape),
+            "data_offsets": [offset, offset + plan.nbytes],
+        }
         offset += plan.nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # keep tensor data 8-byte aligned, as the reference writer does
@@ -121,8 +125,15 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
 
 def read_tensor(info: TensorInfo) -> np.ndarray:
     """Memory-map one tensor as a numpy array (BF16 comes back as its uint16 bit patterns)."""
-    numpy_dtype = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32, "U8": np.uint8, "I8": np.int8,
-                   "I32": np.int32, "I64": np.int64}[info.dtype]
+    numpy_dtype = {
+        "BF16": np.uint16,
+        "F16": np.float16,
+        "F32": np.float32,
+        "U8": np.uint8,
+        "I8": np.int8,
+        "I32": np.int32,
+        "I64": np.int64,
+    }[info.dtype]
     array = np.memmap(info.file, dtype=numpy_dtype, mode="r", offset=info.begin, shape=info.shape)
     return np.asarray(array)
 

@@ -25,8 +25,9 @@ from export.errors import OptionError
 from export.safetensors_io import TensorPlan, float_to_bf16_bits, iter_rows, write_safetensors
 from export.tokenizer_synth import HARMONY_SPECIAL_TOKENS, write_tokenizer_files
 
-FP4_VALUES = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0],
-                      dtype=np.float32)
+FP4_VALUES = np.array(
+    [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], dtype=np.float32
+)
 SHARD_BYTES = 4_500_000_000
 SYNTH_FORMAT_VERSION = 1
 
@@ -173,6 +174,7 @@ def _expert_tensors(rng: _Rng, prefix: str, shape: Shape, fmt: str) -> list[Tens
     for proj, rows, cols in (("gate_up_proj", 2 * i, h), ("down_proj", h, i)):
         key = f"{prefix}.{proj}"
         if fmt == "mxfp4":
+
             def blocks(key: str = key, rows: int = rows, cols: int = cols) -> Iterator[np.ndarray]:
                 for expert in range(e):
                     yield _mxfp4_codes(rng, key, rows, cols, expert)[0]
@@ -283,9 +285,21 @@ def generate(
             weight_map.update({plan.name: file_name for plan in shard})
         index_doc = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (staging / "model.safetensors.index.json").write_text(json.dumps(index_doc, indent=2) + "\n")
-        (staging / "synthetic.json").write_text(json.dumps(
-            {"generator": "oss-edge synth", "version": SYNTH_FORMAT_VERSION, "shape": shape_spec, "format": fmt,
-             "seed": seed, "special_tokens": {t: token_ids[t] for t in HARMONY_SPECIAL_TOKENS}}, indent=2) + "\n")
+        (staging / "synthetic.json").write_text(
+            json.dumps(
+                {
+                    "generator": "oss-edge synth",
+                    "version": SYNTH_FORMAT_VERSION,
+                    "shape": shape_spec,
+                    "format": fmt,
+                    "seed": seed,
+                    "special_tokens": {t: token_ids[t] for t in HARMONY_SPECIAL_TOKENS},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        os.chmod(staging, 0o755)
         os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -26,9 +26,29 @@ HARMONY_SPECIAL_TOKENS = (
 
 # Standard-library modules present in every CPython: real code to learn merges from.
 CORPUS_MODULES = (
-    "argparse", "ast", "bisect", "calendar", "csv", "dataclasses", "difflib", "enum", "fractions",
-    "functools", "heapq", "inspect", "json.decoder", "json.encoder", "pathlib", "pprint", "shlex",
-    "statistics", "string", "textwrap", "tokenize", "typing", "uuid",
+    "argparse",
+    "ast",
+    "bisect",
+    "calendar",
+    "csv",
+    "dataclasses",
+    "difflib",
+    "enum",
+    "fractions",
+    "functools",
+    "heapq",
+    "inspect",
+    "json.decoder",
+    "json.encoder",
+    "pathlib",
+    "pprint",
+    "shlex",
+    "statistics",
+    "string",
+    "textwrap",
+    "tokenize",
+    "typing",
+    "uuid",
 )
 
 # A harmony chat template in the shape of gpt-oss's: system header, optional developer message,
@@ -81,10 +101,20 @@ def write_tokenizer_files(folder: Path, vocab_size: int) -> dict[str, int]:
     """Write tokenizer.json and tokenizer_config.json; return the special token ids and the vocabulary size."""
     tokenizer = train_tokenizer(vocab_size)
     tokenizer.save(str(folder / "tokenizer.json"))
-    ids = {token: tokenizer.token_to_id(token) for token in HARMONY_SPECIAL_TOKENS}
+    ids: dict[str, int] = {}
+    for token in HARMONY_SPECIAL_TOKENS:
+        token_id = tokenizer.token_to_id(token)
+        assert token_id is not None  # added just above
+        ids[token] = token_id
     added = {
-        str(ids[token]): {"content": token, "lstrip": False, "normalized": False, "rstrip": False,
-                          "single_word": False, "special": True}
+        str(ids[token]): {
+            "content": token,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
         for token in HARMONY_SPECIAL_TOKENS
     }
     config = {

@@ -31,21 +31,25 @@ PARITY_PROMPTS = (
     "<|start|>user<|message|>What does `git rebase` do?<|end|><|start|>assistant<|channel|>final<|message|>",
     "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n        self.",
     "SELECT name, COUNT(*) FROM users GROUP BY",
-    "fn main() {\n    let v: Vec<i32> = (0..10).map(|x| x * x).collect();\n    println!(\"{:?}\", ",
+    'fn main() {\n    let v: Vec<i32> = (0..10).map(|x| x * x).collect();\n    println!("{:?}", ',
 )
 PARITY_STEPS = 8
-# fp32 must equal the reference; int4 thresholds come from measurement on the synthetic models
-# (docs/export.md lists the figures): random weights exaggerate int4 error, real weights do better.
+# fp32 must equal the reference. int4 thresholds come from measurement on the synthetic models
+# (docs/export.md lists the figures): random weights give flat logits full of near-ties, so top-1 is
+# reported but not judged; KL and cosine separate a faithful int4 export from a wrong model clearly.
 FP32_MAX_ABS_DIFF = 1e-4
-INT4_MIN_TOP1 = 0.5
-INT4_MAX_MEAN_KL = 0.5
+INT4_MAX_MEAN_KL = 0.03
+INT4_MIN_MEAN_COSINE = 0.8
 ORT_OPS_IN_ONNX_DOMAIN = {"SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"}
 # Operators each provider's graph must hold: the fused MoE kernels exist for CPU and CUDA only.
 PROVIDER_OPS = {
     "cpu": {"required": {"GroupQueryAttention"}, "one_of": {"QMoE", "MoE"}, "forbidden": set()},
     "cuda": {"required": {"GroupQueryAttention"}, "one_of": {"QMoE", "MoE"}, "forbidden": set()},
-    "dml": {"required": {"GroupQueryAttention", "TopK", "Gather"}, "one_of": {"MatMulNBits", "MatMul"},
-            "forbidden": {"QMoE", "MoE"}},
+    "dml": {
+        "required": {"GroupQueryAttention", "TopK", "Gather"},
+        "one_of": {"MatMulNBits", "MatMul"},
+        "forbidden": {"QMoE", "MoE"},
+    },
 }
 
 
@@ -115,8 +119,12 @@ def check_structure(model_dir: Path) -> dict[str, Any]:
     if problems:
         raise VerificationError("genai_config.json disagrees with the graph: " + "; ".join(problems))
     ops = graph_ops(model_path)
-    return {"layers": layers, "vocab_size": vocab, "context_length": genai["model"]["context_length"],
-            "ops": dict(sorted(ops.items()))}
+    return {
+        "layers": layers,
+        "vocab_size": vocab,
+        "context_length": genai["model"]["context_length"],
+        "ops": dict(sorted(ops.items())),
+    }
 
 
 def check_provider_ops(ops: dict[str, int], provider: str) -> dict[str, Any]:
@@ -203,8 +211,11 @@ def smoke_run(model: Any, tokenizer_ids: list[int], steps: int = 4) -> dict[str,
         token = int(np.argmax(logits))
         generated.append(token)
         logits = session.step(generator, token)
-    return {"prompt_tokens": len(tokenizer_ids), "generated": generated,
-            "seconds": round(time.perf_counter() - start, 4)}
+    return {
+        "prompt_tokens": len(tokenizer_ids),
+        "generated": generated,
+        "seconds": round(time.perf_counter() - start, 4),
+    }
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -212,8 +223,9 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - math.log(np.exp(shifted).sum())
 
 
-def parity(model: Any, model_dir: Path, reference: Path, precision: str,
-           on_prompt: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def parity(
+    model: Any, model_dir: Path, reference: Path, precision: str, on_prompt: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
     """Compare last-token logits with transformers (fp32) over PARITY_PROMPTS, teacher-forcing its greedy tokens."""
     import torch  # noqa: PLC0415
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
@@ -245,20 +257,29 @@ def parity(model: Any, model_dir: Path, reference: Path, precision: str,
             tokens.append(token)
             ort_logits = Session.step(generator, token)
         # Free-running greedy agreement: would the export pick the same continuation on its own?
-        greedy += int(_greedy(model, ids, PARITY_STEPS) == tokens[len(ids):len(ids) + PARITY_STEPS])
+        greedy += int(_greedy(model, ids, PARITY_STEPS) == tokens[len(ids) : len(ids) + PARITY_STEPS])
         if on_prompt:
             on_prompt(index + 1, len(PARITY_PROMPTS))
-    result = {
-        "prompts": len(PARITY_PROMPTS), "positions": total, "max_abs_logit_diff": max_diff,
-        "top1_agreement": top1 / total, "mean_kl": float(np.mean(kls)), "mean_cosine": float(np.mean(cosines)),
-        "greedy_sequences_identical": greedy, "precision": precision,
+    mean_kl, mean_cosine = float(np.mean(kls)), float(np.mean(cosines))
+    result: dict[str, Any] = {
+        "prompts": len(PARITY_PROMPTS),
+        "positions": total,
+        "max_abs_logit_diff": max_diff,
+        "top1_agreement": top1 / total,
+        "mean_kl": mean_kl,
+        "mean_cosine": mean_cosine,
+        "greedy_sequences_identical": greedy,
+        "precision": precision,
     }
     if precision == "fp32":
-        result["thresholds"] = {"max_abs_logit_diff": FP32_MAX_ABS_DIFF, "greedy_sequences_identical": len(PARITY_PROMPTS)}
+        result["thresholds"] = {
+            "max_abs_logit_diff": FP32_MAX_ABS_DIFF,
+            "greedy_sequences_identical": len(PARITY_PROMPTS),
+        }
         result["passed"] = max_diff <= FP32_MAX_ABS_DIFF and greedy == len(PARITY_PROMPTS)
     else:
-        result["thresholds"] = {"top1_agreement": INT4_MIN_TOP1, "mean_kl": INT4_MAX_MEAN_KL}
-        result["passed"] = result["top1_agreement"] >= INT4_MIN_TOP1 and result["mean_kl"] <= INT4_MAX_MEAN_KL
+        result["thresholds"] = {"mean_kl": INT4_MAX_MEAN_KL, "mean_cosine": INT4_MIN_MEAN_COSINE}
+        result["passed"] = mean_kl <= INT4_MAX_MEAN_KL and mean_cosine >= INT4_MIN_MEAN_COSINE
     return result
 
 

@@ -1,0 +1,52 @@
+# Quickstart targets: `make run` (set up, then export gpt-oss-20b) and `make test` (set up, then every check).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODEL ?= openai/gpt-oss-20b
+SYNTH_DIR ?= $(HOME)/.cache/oss-edge/synthetic
+
+.PHONY: setup run test lint typecheck pytest clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned exactly: it is the local CPU wheel; anything looser downloads CUDA builds.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[export]' --group dev
+	touch $(STAMP)
+
+# The main job. Offline, or without weights, it says what to do; SYNTHETIC=1 runs the whole
+# pipeline on a synthetic tiny gpt-oss checkpoint instead (random weights, generated locally).
+run: setup
+ifeq ($(SYNTHETIC),1)
+	@echo "SYNTHETIC=1: exporting a synthetic tiny gpt-oss checkpoint (random weights), not the real model"
+	@test -d $(SYNTH_DIR)/tiny || $(BIN)/oss-edge synth $(SYNTH_DIR)/tiny --shape tiny
+	$(BIN)/oss-edge export $(SYNTH_DIR)/tiny --out $(SYNTH_DIR)/tiny-int4 --force --parity
+	$(BIN)/oss-edge verify $(SYNTH_DIR)/tiny-int4 --reference $(SYNTH_DIR)/tiny
+else
+	@$(BIN)/oss-edge export $(MODEL) || { status=$$?; \
+	  echo ""; \
+	  echo "No model could be exported from $(MODEL). Either pass a local checkpoint folder:"; \
+	  echo "    make run MODEL=/path/to/gpt-oss-20b"; \
+	  echo "or try the whole pipeline on a synthetic tiny checkpoint (random weights, made here):"; \
+	  echo "    make run SYNTHETIC=1"; \
+	  exit $$status; }
+endif
+
+test: setup lint typecheck pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,91 @@
+"""Shared fixtures: synthetic checkpoints and exports, each built once per test session.
+
+Generated models live outside the repository: in OSS_EDGE_TEST_CACHE when set (CI points it at a temp
+dir), else in a pytest temp dir. Every test runs with OSS_EDGE_HOME in a temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.synth import SYNTH_FORMAT_VERSION, generate
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = os.environ.get("OSS_EDGE_TEST_CACHE")
+    path = Path(root) / f"v{SYNTH_FORMAT_VERSION}" if root else tmp_path_factory.mktemp("models")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "oss-edge-home"
+    monkeypatch.setenv("OSS_EDGE_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    return home
+
+
+def _checkpoint(cache: Path, shape: str, fmt: str, seed: int = 0) -> Path:
+    path = cache / f"ckpt-{shape.replace(':', '')}-{fmt}-s{seed}"
+    if not path.exists():
+        generate(path, shape, fmt, seed)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_mxfp4(model_cache: Path) -> Path:
+    return _checkpoint(model_cache, "tiny", "mxfp4")
+
+
+@pytest.fixture(scope="session")
+def tiny_bf16(model_cache: Path) -> Path:
+    return _checkpoint(model_cache, "tiny", "bf16")
+
+
+@pytest.fixture(scope="session")
+def tiny_other_seed(model_cache: Path) -> Path:
+    return _checkpoint(model_cache, "tiny", "mxfp4", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_120b(model_cache: Path) -> Path:
+    return _checkpoint(model_cache, "tiny-120b", "mxfp4")
+
+
+def oss_edge(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real command line, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "edge_runtime.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
+
+
+def _export(cache: Path, source: Path, name: str, *options: str) -> Path:
+    out = cache / name
+    if not (out / "manifest.json").exists():
+        result = oss_edge("export", str(source), "--out", str(out), *options)
+        assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_int4(model_cache: Path, tiny_mxfp4: Path) -> Path:
+    return _export(model_cache, tiny_mxfp4, "onnx-tiny-mxfp4-int4", "--parity")
+
+
+@pytest.fixture(scope="session")
+def tiny_fp32(model_cache: Path, tiny_mxfp4: Path) -> Path:
+    return _export(model_cache, tiny_mxfp4, "onnx-tiny-mxfp4-fp32", "--precision", "fp32", "--parity")

@@ -1,0 +1,163 @@
+"""The whole export chain on tiny synthetic checkpoints, through the real `oss-edge` command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime_genai as og
+import pytest
+
+from export.verify import graph_ops, load_model, open_tokenizer
+from tests.conftest import oss_edge
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def test_int4_export_runs_and_tracks_the_reference(tiny_int4: Path) -> None:
+    manifest = _manifest(tiny_int4)
+    parity = manifest["verification"]["parity"]
+    assert parity["passed"], parity
+    assert parity["mean_kl"] <= 0.03 and parity["mean_cosine"] >= 0.8
+    ops = graph_ops(tiny_int4 / "model.onnx")
+    assert ops["QMoE"] == 2 and ops["MatMulNBits"] > 0 and ops["GatherBlockQuantized"] == 1  # int4 embedding
+
+
+def test_fp32_export_matches_transformers(tiny_fp32: Path) -> None:
+    parity = _manifest(tiny_fp32)["verification"]["parity"]
+    assert parity["max_abs_logit_diff"] <= 1e-4
+    assert parity["greedy_sequences_identical"] == parity["prompts"]
+    assert parity["passed"]
+
+
+def test_builder_options_that_the_runtime_relies_on(tiny_int4: Path) -> None:
+    model = onnx.load(str(tiny_int4 / "model.onnx"), load_external_data=False)
+    qmoe = [n for n in model.graph.node if n.op_type == "QMoE"]
+    assert all(onnx.helper.get_attribute_value(a) == 4 for n in qmoe for a in n.attribute if a.name == "accuracy_level")
+    assert all(any(a.name == "accuracy_level" for a in n.attribute) for n in qmoe)
+    assert "/lm_head/prune/Gather" in {n.name for n in model.graph.node}  # pruned lm_head
+    manifest = _manifest(tiny_int4)
+    assert manifest["builder_extra_options"]["windowed_kv_cache"] == "false"
+
+
+def test_prefix_rewind_is_exact_on_the_exported_model(tiny_fp32: Path) -> None:
+    """Prefix reuse depends on rewind_to giving the logits of a fresh generator (no windowed KV cache)."""
+    model = load_model(tiny_fp32)
+    ids = [int(t) for t in open_tokenizer(tiny_fp32).encode("def f(x):\n    return x * 2\n" * 10)]
+    assert len(ids) > 70  # longer than the tiny model's 64-token sliding window
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=256)
+    gen = og.Generator(model, params)
+    gen.append_tokens(np.array(ids, dtype=np.int32))
+    gen.rewind_to(len(ids) - 5)
+    gen.append_tokens(np.array(ids[-5:], dtype=np.int32))
+    reused = np.asarray(gen.get_logits()).reshape(-1)
+    fresh = og.Generator(model, params)
+    fresh.append_tokens(np.array(ids, dtype=np.int32))
+    np.testing.assert_allclose(reused, np.asarray(fresh.get_logits()).reshape(-1), atol=1e-5)
+
+
+def test_bf16_finetune_exports_to_the_same_int4_model(tiny_bf16: Path, tiny_int4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "from-bf16"
+    result = oss_edge("export", str(tiny_bf16), "--out", str(out), "--parity")
+    assert result.returncode == 0, result.stderr
+    assert _manifest(out)["source"]["format"] == "bf16"
+    # The synthetic bf16 checkpoint holds exactly the MXFP4 values, so the int4 weights must be identical.
+    assert (out / "model.onnx.data").read_bytes() == (tiny_int4 / "model.onnx.data").read_bytes()
+    assert _manifest(out)["verification"]["parity"]["passed"]
+
+
+def test_bf16_finetune_exports_at_fp32_with_parity(tiny_bf16: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bf16-fp32"
+    result = oss_edge("export", str(tiny_bf16), "--out", str(out), "--precision", "fp32", "--parity")
+    assert result.returncode == 0, result.stderr
+    assert _manifest(out)["verification"]["parity"]["max_abs_logit_diff"] <= 1e-4
+
+
+def test_120b_layout_exports(tiny_120b: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny-120b"
+    result = oss_edge("export", str(tiny_120b), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    manifest = _manifest(out)
+    assert manifest["verification"]["structure"]["layers"] == 36
+    assert manifest["source"]["shape"]["num_local_experts"] == 128
+    assert manifest["verification"]["structure"]["ops"]["QMoE"] == 36
+
+
+@pytest.mark.parametrize(
+    ("provider", "present", "absent"),
+    [
+        ("cuda", {"QMoE", "GroupQueryAttention", "MatMulNBits"}, set()),
+        ("dml", {"GroupQueryAttention", "TopK", "GatherBlockQuantized", "MatMulNBits"}, {"QMoE", "MoE"}),
+    ],
+)
+def test_gpu_builds_hold_the_operators_their_provider_needs(
+    tiny_mxfp4: Path, tmp_path: Path, provider: str, present: set[str], absent: set[str]
+) -> None:
+    out = tmp_path / provider
+    result = oss_edge("export", str(tiny_mxfp4), "--out", str(out), "--provider", provider)
+    assert result.returncode == 0, result.stderr
+    ops = set(graph_ops(out / "model.onnx"))
+    assert present <= ops and not absent & ops
+    manifest = _manifest(out)
+    assert manifest["execution_provider"] == {
+        "target": provider,
+        "run_during_export": False,
+        "note": f"built for {provider}; this machine has no such device, so the model was checked structurally "
+        "but never run",
+    }
+    assert "smoke_run" not in manifest["verification"]
+    genai = json.loads((out / "genai_config.json").read_text())
+    assert provider in json.dumps(genai["model"]["decoder"]["session_options"]["provider_options"])
+    model = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    qmoe_levels = [
+        a for n in model.graph.node if n.op_type == "QMoE" for a in n.attribute if a.name == "accuracy_level"
+    ]
+    assert qmoe_levels == []  # the CPU accuracy level is not forced on other providers
+
+
+def test_manifest_records_source_options_tools_and_file_hashes(tiny_int4: Path, tiny_mxfp4: Path) -> None:
+    manifest = _manifest(tiny_int4)
+    assert manifest["source"]["kind"] == "local" and manifest["source"]["path"] == str(tiny_mxfp4.resolve())
+    assert manifest["source"]["format"] == "mxfp4" and manifest["source"]["synthetic"]["shape"] == "tiny"
+    source_files = {f["name"]: f for f in manifest["source"]["files"]}
+    shard = tiny_mxfp4 / "model-00000-of-00000.safetensors"
+    assert source_files[shard.name]["sha256"] == hashlib.sha256(shard.read_bytes()).hexdigest()
+    assert manifest["options"]["precision"] == "int4" and manifest["options"]["provider"] == "cpu"
+    for tool in ("onnxruntime-genai", "onnxruntime", "onnx", "torch", "transformers", "python"):
+        assert manifest["tools"][tool] not in ("", "not installed")
+    listed = {f["name"]: f for f in manifest["files"]}
+    on_disk = {p.name for p in tiny_int4.iterdir()} - {"manifest.json"}
+    assert set(listed) == on_disk
+    data = tiny_int4 / "model.onnx.data"
+    assert listed[data.name]["size"] == data.stat().st_size
+    assert listed[data.name]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert manifest["verification"]["tokenizer"]["round_trip"] is True
+
+
+def test_verify_reports_parity_and_fails_against_another_model(
+    tiny_int4: Path, tiny_mxfp4: Path, tiny_other_seed: Path
+) -> None:
+    good = oss_edge("verify", str(tiny_int4), "--reference", str(tiny_mxfp4), "--json")
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["parity"]["passed"]
+    wrong = oss_edge("verify", str(tiny_int4), "--reference", str(tiny_other_seed))
+    assert wrong.returncode != 0
+    assert "FAILED" in wrong.stdout
+
+
+def test_verify_detects_a_damaged_file(tiny_int4: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_int4, copy)
+    with open(copy / "model.onnx.data", "r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"\x00\x01\x02\x03")
+    result = oss_edge("verify", str(copy))
+    assert result.returncode != 0
+    assert "model.onnx.data differs from manifest.json" in result.stderr
