@@ -70,6 +70,11 @@ def register(subparsers: Any) -> None:
         help="also compare logits with the source run through transformers (needs memory for an "
         "fp32 copy of the model)",
     )
+    export.add_argument(
+        "--skip-memory-check",
+        action="store_true",
+        help="start even when the estimated memory need exceeds the available memory",
+    )
     export.set_defaults(handler=_export)
 
     verify = subparsers.add_parser(
@@ -124,6 +129,7 @@ def _export(args: argparse.Namespace) -> int:
         force=args.force,
         parity=args.parity,
         download_dir=args.download_dir,
+        skip_memory_check=args.skip_memory_check,
     )
     manifest = run_export(request, Progress())
     print_summary(manifest, out.expanduser().resolve())

@@ -37,6 +37,12 @@ class DiskFullError(ExportError):
     exit_code = 6
 
 
+class OutOfMemoryError(ExportError):
+    """The machine has too little memory for the conversion; refused before starting."""
+
+    exit_code = 8
+
+
 class VerificationError(ExportError):
     """A model folder failed verification."""
 
