@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +92,7 @@ def looks_like_hub_id(source: str) -> bool:
     return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~")) and not Path(source).exists()
 
 
-def download(hub_id: str, revision: str | None, cache_dir: Path | None) -> tuple[Path, str]:
+def download(hub_id: str, revision: str | None, cache_dir: Path | None, quiet: bool) -> tuple[Path, str]:
     """Fetch a hub checkpoint (resumable; progress bars from huggingface_hub). Returns folder and commit."""
     try:
         from huggingface_hub import snapshot_download  # noqa: PLC0415
@@ -103,12 +102,15 @@ def download(hub_id: str, revision: str | None, cache_dir: Path | None) -> tuple
             RepositoryNotFoundError,
             RevisionNotFoundError,
         )
+        from huggingface_hub.utils import disable_progress_bars  # noqa: PLC0415
     except ImportError as exc:
         raise SourceUnavailableError("downloading needs the export extra: pip install 'oss-edge[export]'") from exc
     offline_hint = (
         f"cannot download {hub_id}: the model hub is not reachable (offline?). Download the checkpoint on a "
         f"connected machine (`hf download {hub_id}`), copy the folder here, and pass its path instead."
     )
+    if quiet:
+        disable_progress_bars()
     try:
         folder = snapshot_download(hub_id, revision=revision, cache_dir=cache_dir, allow_patterns=HUB_PATTERNS)
     except (RepositoryNotFoundError, GatedRepoError) as exc:
@@ -200,19 +202,17 @@ def open_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(path=folder, config=config, format=fmt, tensors=tensors, files=metadata + files)
 
 
-def resolve_source(source: str, revision: str | None = None, cache_dir: Path | None = None) -> Checkpoint:
+def resolve_source(
+    source: str, revision: str | None = None, cache_dir: Path | None = None, quiet: bool = True
+) -> Checkpoint:
     """A local folder, or a hub id downloaded first."""
     path = Path(source).expanduser()
     if path.exists() or not looks_like_hub_id(source):
         if not path.exists():
             raise CheckpointError(f"{source} does not exist (and is not a hub id like {DEFAULT_HUB_ID})")
         return open_checkpoint(path)
-    folder, commit = download(source, revision, cache_dir)
+    folder, commit = download(source, revision, cache_dir, quiet)
     checkpoint = open_checkpoint(folder)
     checkpoint.hub_id = source
     checkpoint.revision = commit
     return checkpoint
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")

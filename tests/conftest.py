@@ -61,7 +61,9 @@ def tiny_120b(model_cache: Path) -> Path:
     return _checkpoint(model_cache, "tiny-120b", "mxfp4")
 
 
-def oss_edge(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def oss_edge(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
     """Run the real command line, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "edge_runtime.cli", *args],
@@ -69,7 +71,7 @@ def oss_edge(*args: str, env: dict[str, str] | None = None, timeout: float = 600
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
-        cwd=REPO,
+        cwd=cwd,
     )
 
 

@@ -65,8 +65,11 @@ def test_prefix_rewind_is_exact_on_the_exported_model(tiny_fp32: Path) -> None:
 
 def test_bf16_finetune_exports_to_the_same_int4_model(tiny_bf16: Path, tiny_int4: Path, tmp_path: Path) -> None:
     out = tmp_path / "from-bf16"
-    result = oss_edge("export", str(tiny_bf16), "--out", str(out), "--parity")
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    result = oss_edge("export", str(tiny_bf16), "--out", str(out), "--parity", cwd=workdir)
     assert result.returncode == 0, result.stderr
+    assert list(workdir.iterdir()) == []  # no builder cache_dir or temp files where the user stands
     assert _manifest(out)["source"]["format"] == "bf16"
     # The synthetic bf16 checkpoint holds exactly the MXFP4 values, so the int4 weights must be identical.
     assert (out / "model.onnx.data").read_bytes() == (tiny_int4 / "model.onnx.data").read_bytes()
