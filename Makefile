@@ -10,10 +10,10 @@ SYNTH_DIR ?= $(HOME)/.cache/oss-edge/synthetic
 
 setup: $(STAMP)
 
+# torch first and pinned exactly: it is the local CPU wheel; anything looser downloads CUDA builds.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first and pinned exactly: it is the local CPU wheel; anything looser downloads CUDA builds.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[export]' --group dev
 	touch $(STAMP)

@@ -179,7 +179,12 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     if out.exists() and not request.force:
         what = "a model folder" if (out / "manifest.json").exists() else "something"
         raise OutputExistsError(f"{out} already holds {what}; pass --force to replace it or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise ExportError(f"cannot write to {out.parent}: {exc.strerror or exc}; choose another --out") from exc
     for stale in remove_stale_partials(out):
         progress.note(f"removed an interrupted earlier export: {stale.name}")
 
@@ -246,7 +251,7 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
             manifest["files"] = _hash_outputs(model_dir, progress)
             (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             os.chmod(model_dir, 0o755)
-            _move_into_place(model_dir, out)
+            _move_into_place(model_dir, out, request.force)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if _is_disk_full(exc):
@@ -319,7 +324,9 @@ def _manifest(
     }
 
 
-def _move_into_place(model_dir: Path, out: Path) -> None:
+def _move_into_place(model_dir: Path, out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} appeared while this export ran (another export?); it was left as it is")
     if out.exists():
         # --force: swap in the new folder first, then delete the old one, so a crash keeps one of them.
         trash = out.parent / f".{out.name}.old-{os.getpid()}"

@@ -226,3 +226,8 @@ def test_an_export_that_cannot_fit_in_memory_is_refused(tiny_mxfp4: Path) -> Non
     with pytest.raises(OutOfMemoryError, match=r"needs about \d+ GB of memory"):
         check_memory(_planned_checkpoint("20b"), available=16 * 2**30)
     check_memory(open_checkpoint(tiny_mxfp4), available=16 * 2**30)
+
+
+def test_an_output_place_that_cannot_be_written(tiny_mxfp4: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    _fails(oss_edge("export", str(tiny_mxfp4), "--out", str(tmp_path / "a-file" / "out")), 1, "cannot write to")
