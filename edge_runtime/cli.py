@@ -14,6 +14,7 @@ from edge_runtime.paths import logs_dir
 
 def build_parser() -> argparse.ArgumentParser:
     from export.cli import register as register_export  # noqa: PLC0415  (argparse only; heavy imports are lazy)
+    from export.cli import register_bench  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="oss-edge",
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"oss-edge {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     register_export(subparsers)
+    register_bench(subparsers)
     return parser
 
 

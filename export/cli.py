@@ -90,6 +90,38 @@ def register(subparsers: Any) -> None:
     verify.set_defaults(handler=_verify)
 
 
+def register_bench(subparsers: Any) -> None:
+    bench = subparsers.add_parser(
+        "bench", help="benchmarks (not tests): write JSON, a markdown table and charts to a report folder"
+    )
+    targets = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
+    export = targets.add_parser(
+        "export",
+        help="wall time and memory over time of exports of synthetic checkpoints",
+        description="Export synthetic gpt-oss checkpoints of the given shapes, each in its own process, sampling "
+        "its memory; write export.json, export.md and export_memory.png to the report folder.",
+    )
+    export.add_argument("--shape", action="append", help="shapes to export (repeatable; default: tiny and slice:2)")
+    export.add_argument("--precision", choices=("int4", "fp32"), default="int4")
+    export.add_argument("--report", type=Path, default=Path("bench-results"), help="report folder")
+    export.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "oss-edge" / "bench",
+        help="where the synthetic checkpoints and exports are kept between runs",
+    )
+    export.set_defaults(handler=_bench_export)
+
+
+def _bench_export(args: argparse.Namespace) -> int:
+    from export.bench import markdown, run  # noqa: PLC0415
+
+    report = run(args.shape or ["tiny", "slice:2"], args.report, args.cache, args.precision)
+    print(markdown(report))
+    print(f"report written to {args.report}")
+    return 0
+
+
 def _synth(args: argparse.Namespace) -> int:
     from export.progress import Progress  # noqa: PLC0415
     from export.synth import generate  # noqa: PLC0415

@@ -1,0 +1,146 @@
+"""`oss-edge bench export`: wall time and memory of exports of synthetic checkpoints, as JSON, markdown and a chart.
+
+Each export runs as its own `oss-edge export` process, as a user would run it; its resident memory (the whole
+process tree) is sampled while it runs, and the kernel's peak RSS for it is read when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from export.pipeline import tool_versions
+from export.synth import generate
+
+SAMPLE_SECONDS = 0.2
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    try:
+        members = [process, *process.children(recursive=True)]
+        return sum(p.memory_info().rss for p in members)
+    except psutil.Error:
+        return 0
+
+
+def measure_export(checkpoint: Path, out: Path, precision: str) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "edge_runtime.cli",
+        "export",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--force",
+        "--precision",
+        precision,
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watched = psutil.Process(child.pid)
+    samples: list[tuple[float, int]] = []
+    while child.poll() is None:
+        samples.append((time.perf_counter() - start, _tree_rss(watched)))
+        time.sleep(SAMPLE_SECONDS)
+    wall = time.perf_counter() - start
+    _, stderr = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"export of {checkpoint} failed: {stderr.strip()}")
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {
+        "checkpoint": str(checkpoint),
+        "precision": precision,
+        "wall_seconds": round(wall, 2),
+        "build_seconds": manifest["build_seconds"],
+        # ru_maxrss is the largest child so far, in KiB on Linux; only trust it when this child raised it.
+        "peak_rss_bytes": max(peak_kb * 1024 if peak_kb > before else 0, max((s[1] for s in samples), default=0)),
+        "output_bytes": sum(f["size"] for f in manifest["files"]),
+        "checkpoint_bytes": sum(f["size"] for f in manifest["source"]["files"]),
+        "memory_samples": [[round(t, 2), rss] for t, rss in samples],
+        "command": " ".join(["oss-edge", *command[3:]]),
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_bytes": psutil.virtual_memory().total,
+        "processor": platform.processor() or platform.machine(),
+        "tools": tool_versions(),
+    }
+
+
+def run(shapes: list[str], report_dir: Path, cache: Path, precision: str) -> dict[str, Any]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    results = []
+    for shape in shapes:
+        checkpoint = cache / f"{shape.replace(':', '')}-mxfp4"
+        if not (checkpoint / "config.json").exists():
+            print(f"generating synthetic {shape} checkpoint in {checkpoint}", file=sys.stderr)
+            generate(checkpoint, shape, "mxfp4", 0)
+        print(f"exporting {shape} ({precision})", file=sys.stderr)
+        result = measure_export(checkpoint, cache / f"{shape.replace(':', '')}-{precision}-onnx", precision)
+        result["shape"] = shape
+        results.append(result)
+    report = {
+        "benchmark": "export",
+        "machine": machine(),
+        "results": results,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (report_dir / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+    (report_dir / "export.md").write_text(markdown(report))
+    plot(report, report_dir / "export_memory.png")
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"Export benchmark: {m['cpu_count']} CPUs, {m['memory_bytes'] / 2**30:.0f} GiB, onnxruntime-genai "
+        f"{m['tools']['onnxruntime-genai']}, torch {m['tools']['torch']}",
+        "",
+        "| shape | precision | wall time | peak RSS | peak RSS / checkpoint size | output |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['shape']} | {r['precision']} | {r['wall_seconds']:.1f} s | {r['peak_rss_bytes'] / 1e9:.2f} GB | "
+            f"{r['peak_rss_bytes'] / r['checkpoint_bytes']:.1f}× | {r['output_bytes'] / 1e6:.1f} MB |"
+        )
+    lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in report["results"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415  (bench extra only)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for r in report["results"]:
+        samples = r["memory_samples"]
+        axis.plot([s[0] for s in samples], [s[1] / 1e9 for s in samples], label=f"{r['shape']} ({r['precision']})")
+    axis.axhline(report["machine"]["memory_bytes"] / 1e9, color="grey", linestyle="--", label="machine memory")
+    axis.set_xlabel("seconds since the export started")
+    axis.set_ylabel("resident memory (GB)")
+    axis.set_title("Memory over time during oss-edge export")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,23 @@
+"""`oss-edge bench export` writes a report a person can read: JSON with every figure, a table and a chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import oss_edge
+
+
+def test_export_benchmark_writes_json_markdown_and_chart(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    result = oss_edge("bench", "export", "--shape", "tiny", "--report", str(report), "--cache", str(tmp_path / "c"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((report / "export.json").read_text())
+    assert data["machine"]["memory_bytes"] > 0 and data["machine"]["tools"]["onnxruntime-genai"]
+    (run,) = data["results"]
+    assert run["shape"] == "tiny" and run["wall_seconds"] > 0
+    assert run["peak_rss_bytes"] > 100e6  # torch, transformers and the builder are loaded
+    assert len(run["memory_samples"]) >= 2 and run["output_bytes"] > run["checkpoint_bytes"]
+    assert "oss-edge export" in run["command"]
+    assert "| tiny | int4 |" in (report / "export.md").read_text()
+    assert (report / "export_memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
