@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -37,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except KeyboardInterrupt:
         print("oss-edge: interrupted; nothing partial was left behind", file=sys.stderr)
-        return 130
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Exit now: an interrupt left pending inside torch's extensions can otherwise resurface at interpreter
+        # shutdown and end the process by SIGINT instead of exit status 130.
+        os._exit(130)
     except Exception as exc:  # the boundary: domain errors become one line, anything else a line and a log
         from export.errors import ExportError  # noqa: PLC0415
 
