@@ -73,9 +73,6 @@ class Checkpoint:
             return torch.from_numpy(array.copy()).view(torch.bfloat16)
         return torch.from_numpy(array.copy())
 
-    def file_digests(self, on_bytes: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-        return [file_digest(p, self.path, on_bytes) for p in self.files]
-
 
 def file_digest(path: Path, root: Path, on_bytes: Callable[[int], None] | None = None) -> dict[str, Any]:
     digest = hashlib.sha256()

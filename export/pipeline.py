@@ -210,7 +210,7 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     interrupts = _Interrupts()
     try:
         with interrupts.installed():
-            source_files = _hash_files(checkpoint, progress)
+            source_files = _hash(checkpoint.files, checkpoint.path, "hash source", progress)
             progress.stage(
                 f"converting {checkpoint.num_layers} layers ({checkpoint.format} -> {request.precision}, "
                 f"{request.provider})"
@@ -242,13 +242,16 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
 
             progress.stage("verifying")
             run_here = request.provider == "cpu"
-            verification = cheap_checks(model_dir, request.provider, run=run_here)
-            if request.parity and run_here:
+            model = load_model(model_dir) if run_here else None
+            verification = cheap_checks(model_dir, request.provider, model)
+            if request.parity and model is not None:
                 progress.stage("comparing with the reference (transformers, fp32)")
-                verification["parity"] = parity(load_model(model_dir), model_dir, checkpoint.path, request.precision)
+                verification["parity"] = parity(model, model_dir, checkpoint.path, request.precision)
+            del model  # release the session before hashing and moving the files
 
             manifest = _manifest(request, checkpoint, source_files, extra, verification, build_seconds, run_here)
-            manifest["files"] = _hash_outputs(model_dir, progress)
+            outputs = sorted(p for p in model_dir.rglob("*") if p.is_file())
+            manifest["files"] = _hash(outputs, model_dir, "hash output", progress)
             (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             os.chmod(model_dir, 0o755)
             _move_into_place(model_dir, out, request.force)
@@ -264,20 +267,10 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     return manifest
 
 
-def _hash_files(checkpoint: Checkpoint, progress: Progress) -> list[dict[str, Any]]:
-    total = sum(p.stat().st_size for p in checkpoint.files)
-    bar = progress.bar("hash source", total=total, unit="B")
+def _hash(paths: list[Path], root: Path, desc: str, progress: Progress) -> list[dict[str, Any]]:
+    bar = progress.bar(desc, total=sum(p.stat().st_size for p in paths), unit="B")
     try:
-        return checkpoint.file_digests(bar.update)
-    finally:
-        bar.close()
-
-
-def _hash_outputs(model_dir: Path, progress: Progress) -> list[dict[str, Any]]:
-    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != "manifest.json")
-    bar = progress.bar("hash output", total=sum(p.stat().st_size for p in files), unit="B")
-    try:
-        return [file_digest(p, model_dir, bar.update) for p in files]
+        return [file_digest(p, root, bar.update) for p in paths]
     finally:
         bar.close()
 

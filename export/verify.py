@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from export.checkpoint import file_digest
 from export.errors import VerificationError
 
 REQUIRED_FILES = ("genai_config.json", "model.onnx", "tokenizer.json", "tokenizer_config.json")
@@ -74,7 +75,10 @@ def _checkable_copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def graph_ops(model_path: Path) -> Counter[str]:
-    model = onnx.load(str(model_path), load_external_data=False)
+    return _op_counts(onnx.load(str(model_path), load_external_data=False))
+
+
+def _op_counts(model: onnx.ModelProto) -> Counter[str]:
     return Counter(node.op_type for node in model.graph.node)
 
 
@@ -119,7 +123,7 @@ def check_structure(model_dir: Path) -> dict[str, Any]:
         problems.append(f"eos ids {eos_ids} fall outside the vocabulary")
     if problems:
         raise VerificationError("genai_config.json disagrees with the graph: " + "; ".join(problems))
-    ops = graph_ops(model_path)
+    ops = _op_counts(model)
     return {
         "layers": layers,
         "vocab_size": vocab,
@@ -202,21 +206,27 @@ class Session:
 
 
 def smoke_run(model: Any, tokenizer_ids: list[int], steps: int = 4) -> dict[str, Any]:
-    session = Session(model, len(tokenizer_ids) + steps + 8)
     start = time.perf_counter()
-    generator, logits = session.logits_stream(tokenizer_ids)
-    generated = []
-    for _ in range(steps):
-        if not np.all(np.isfinite(logits)):
-            raise VerificationError("the model produced non-finite logits")
-        token = int(np.argmax(logits))
-        generated.append(token)
-        logits = session.step(generator, token)
+    generated = greedy(model, tokenizer_ids, steps)
     return {
         "prompt_tokens": len(tokenizer_ids),
         "generated": generated,
         "seconds": round(time.perf_counter() - start, 4),
     }
+
+
+def greedy(model: Any, ids: list[int], steps: int) -> list[int]:
+    """Free-running greedy continuation; non-finite logits fail verification."""
+    session = Session(model, len(ids) + steps + 8)
+    generator, logits = session.logits_stream(ids)
+    out = []
+    for _ in range(steps):
+        if not np.all(np.isfinite(logits)):
+            raise VerificationError("the model produced non-finite logits")
+        token = int(np.argmax(logits))
+        out.append(token)
+        logits = Session.step(generator, token)
+    return out
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -239,7 +249,7 @@ def parity(
     vocab = json.loads((model_dir / "genai_config.json").read_text())["model"]["vocab_size"]
     tokenizer = open_tokenizer(model_dir)
     max_diff, kls, cosines = 0.0, [], []
-    top1 = greedy = total = 0
+    top1 = identical = total = 0
     for index, prompt in enumerate(PARITY_PROMPTS):
         ids = [int(t) for t in tokenizer.encode(prompt)]
         session = Session(model, len(ids) + PARITY_STEPS + 8)
@@ -258,7 +268,7 @@ def parity(
             tokens.append(token)
             ort_logits = Session.step(generator, token)
         # Free-running greedy agreement: would the export pick the same continuation on its own?
-        greedy += int(_greedy(model, ids, PARITY_STEPS) == tokens[len(ids) : len(ids) + PARITY_STEPS])
+        identical += int(greedy(model, ids, PARITY_STEPS) == tokens[len(ids) : len(ids) + PARITY_STEPS])
         if on_prompt:
             on_prompt(index + 1, len(PARITY_PROMPTS))
     mean_kl, mean_cosine = float(np.mean(kls)), float(np.mean(cosines))
@@ -269,7 +279,7 @@ def parity(
         "top1_agreement": top1 / total,
         "mean_kl": mean_kl,
         "mean_cosine": mean_cosine,
-        "greedy_sequences_identical": greedy,
+        "greedy_sequences_identical": identical,
         "precision": precision,
     }
     if precision == "fp32":
@@ -277,31 +287,19 @@ def parity(
             "max_abs_logit_diff": FP32_MAX_ABS_DIFF,
             "greedy_sequences_identical": len(PARITY_PROMPTS),
         }
-        result["passed"] = max_diff <= FP32_MAX_ABS_DIFF and greedy == len(PARITY_PROMPTS)
+        result["passed"] = max_diff <= FP32_MAX_ABS_DIFF and identical == len(PARITY_PROMPTS)
     else:
         result["thresholds"] = {"mean_kl": INT4_MAX_MEAN_KL, "mean_cosine": INT4_MIN_MEAN_COSINE}
         result["passed"] = mean_kl <= INT4_MAX_MEAN_KL and mean_cosine >= INT4_MIN_MEAN_COSINE
     return result
 
 
-def _greedy(model: Any, ids: list[int], steps: int) -> list[int]:
-    session = Session(model, len(ids) + steps + 8)
-    generator, logits = session.logits_stream(ids)
-    out = []
-    for _ in range(steps):
-        token = int(np.argmax(logits))
-        out.append(token)
-        logits = Session.step(generator, token)
-    return out
-
-
-def cheap_checks(model_dir: Path, provider: str, run: bool) -> dict[str, Any]:
-    """Everything but parity. The model is loaded and run only when it was built for this machine (run=True)."""
+def cheap_checks(model_dir: Path, provider: str, model: Any | None) -> dict[str, Any]:
+    """Everything but parity. The model is run only when it was built for this machine (and so loaded: model)."""
     report: dict[str, Any] = {"structure": check_structure(model_dir)}
     report["provider_ops"] = check_provider_ops(report["structure"]["ops"], provider)
     report["tokenizer"] = check_tokenizer(model_dir)
-    if run:
-        model = load_model(model_dir)
+    if model is not None:
         ids = [int(t) for t in open_tokenizer(model_dir).encode(PARITY_PROMPTS[0])]
         report["smoke_run"] = smoke_run(model, ids)
     else:
@@ -310,8 +308,6 @@ def cheap_checks(model_dir: Path, provider: str, run: bool) -> dict[str, Any]:
 
 
 def check_hashes(model_dir: Path, manifest: dict[str, Any]) -> str:
-    from export.checkpoint import file_digest  # noqa: PLC0415
-
     listed = manifest.get("files", [])
     for entry in listed:
         path = model_dir / entry["name"]
@@ -335,13 +331,14 @@ def verify_folder(model_dir: Path, reference: Path | None = None, hashes: bool =
     provider = manifest.get("execution_provider", {}).get("target", "cpu")
     run_here = provider == "cpu"
     report = {"model_dir": str(model_dir), "provider": provider}
-    report.update(cheap_checks(model_dir, provider, run=run_here))
+    model = load_model(model_dir) if run_here else None
+    report.update(cheap_checks(model_dir, provider, model))
     if manifest and hashes:
         report["hashes"] = check_hashes(model_dir, manifest)
     passed = True
-    if reference is not None and run_here:
+    if reference is not None and model is not None:
         precision = manifest.get("options", {}).get("precision", "int4")
-        report["parity"] = parity(load_model(model_dir), model_dir, Path(reference), precision)
+        report["parity"] = parity(model, model_dir, Path(reference), precision)
         passed = report["parity"]["passed"]
     report["passed"] = passed
     return report
