@@ -14,6 +14,8 @@ from edge_runtime.paths import logs_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edge_runtime.commands import register as register_runtime  # noqa: PLC0415
+    from edge_runtime.commands import register_bench as register_runtime_bench  # noqa: PLC0415
     from export.cli import register as register_export  # noqa: PLC0415  (argparse only; heavy imports are lazy)
     from export.cli import register_bench  # noqa: PLC0415
 
@@ -24,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"oss-edge {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     register_export(subparsers)
-    register_bench(subparsers)
+    register_runtime(subparsers)
+    register_runtime_bench(register_bench(subparsers))
     return parser
 
 
@@ -44,9 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # shutdown and end the process by SIGINT instead of exit status 130.
         os._exit(130)
     except Exception as exc:  # the boundary: domain errors become one line, anything else a line and a log
+        from edge_runtime.errors import RuntimeFault  # noqa: PLC0415
         from export.errors import ExportError  # noqa: PLC0415
 
-        if isinstance(exc, ExportError):
+        if isinstance(exc, (ExportError, RuntimeFault)):
             print(f"oss-edge: {exc}", file=sys.stderr)
             return exc.exit_code
         log = logs_dir() / f"crash-{datetime.now():%Y%m%d-%H%M%S}.log"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-from platformdirs import user_data_path, user_state_path
+from platformdirs import user_data_path, user_runtime_path, user_state_path
 
 
 def home() -> Path | None:
@@ -30,4 +31,28 @@ def models_dir() -> Path:
 def logs_dir() -> Path:
     path = state_dir() / "logs"
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runtime_dir() -> Path:
+    """A folder only this user can enter, for sockets and lock files."""
+    root = home()
+    if root:
+        path = root / "run"
+    else:
+        path = user_runtime_path("oss-edge", appauthor=False)
+        if not os.access(_existing_parent(path), os.W_OK):
+            path = Path(tempfile.gettempdir()) / f"oss-edge-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to another user; set OSS_EDGE_HOME or pass --socket")
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
     return path

@@ -90,7 +90,7 @@ def register(subparsers: Any) -> None:
     verify.set_defaults(handler=_verify)
 
 
-def register_bench(subparsers: Any) -> None:
+def register_bench(subparsers: Any) -> Any:
     bench = subparsers.add_parser(
         "bench", help="benchmarks (not tests): write JSON, a markdown table and charts to a report folder"
     )
@@ -111,6 +111,7 @@ def register_bench(subparsers: Any) -> None:
         help="where the synthetic checkpoints and exports are kept between runs",
     )
     export.set_defaults(handler=_bench_export)
+    return targets
 
 
 def _bench_export(args: argparse.Namespace) -> int:

@@ -1,0 +1,142 @@
+"""Command-line verbs of the runtime: `serve`, `status`, `stop`, and `bench runtime`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.engine import DEFAULT_MAX_LENGTH
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the resident daemon for a model folder (one per user and model)",
+        description="Load a model folder once and serve completions and explanations over msgpack-RPC on a "
+        "user-private Unix socket (docs/protocol.md). A second serve for the same socket finds the first and "
+        "exits with status 0.",
+    )
+    serve.add_argument("--model", type=Path, required=True, help="a folder made by `oss-edge export`")
+    _socket_option(serve)
+    serve.add_argument(
+        "--tcp",
+        type=int,
+        metavar="PORT",
+        help="also listen on 127.0.0.1:PORT (0 picks a port); clients must send the token written beside the socket",
+    )
+    serve.add_argument(
+        "--max-length",
+        type=int,
+        default=DEFAULT_MAX_LENGTH,
+        help=f"context limit in tokens; the KV cache of each slot is allocated for it (default {DEFAULT_MAX_LENGTH})",
+    )
+    serve.add_argument("--threads", type=int, default=0, help="intra-op threads (default: physical cores)")
+    serve.add_argument(
+        "--slots", type=int, default=2, help="KV-cache slots kept between requests (default 2: completions + explain)"
+    )
+    serve.add_argument("--provider", choices=("cpu", "cuda", "dml"), help="override the model folder's provider")
+    serve.add_argument(
+        "--idle-exit",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="exit after this long without any client (default 900; 0 never)",
+    )
+    serve.set_defaults(handler=_serve)
+
+    status = subparsers.add_parser("status", help="show what the daemon serving a model is doing")
+    status.add_argument("--model", type=Path, help="the model folder the daemon serves")
+    _socket_option(status)
+    status.set_defaults(handler=_status)
+
+    stop = subparsers.add_parser("stop", help="stop the daemon serving a model")
+    stop.add_argument("--model", type=Path, help="the model folder the daemon serves")
+    _socket_option(stop)
+    stop.set_defaults(handler=_stop)
+
+
+def register_bench(targets: Any) -> None:
+    runtime = targets.add_parser(
+        "runtime",
+        help="decode, prefill, time to first token, cancel latency and memory of the daemon",
+        description="Synthesise and export gpt-oss checkpoints of the given shapes (cached), then measure the "
+        "real daemon over its socket and the raw engine in the same run; write runtime.json, runtime.md and "
+        "runtime.png to the report folder.",
+    )
+    runtime.add_argument("--shape", action="append", help="shapes (repeatable; default: tiny, slice:2, slice:4)")
+    runtime.add_argument("--report", type=Path, default=Path("bench-results"), help="report folder")
+    runtime.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "oss-edge" / "bench",
+        help="where the synthetic checkpoints and exports are kept between runs",
+    )
+    runtime.add_argument("--context", type=int, default=2048, help="tokens of context for the keystroke test")
+    runtime.add_argument("--decode-tokens", type=int, default=64, help="tokens generated per decode measurement")
+    runtime.set_defaults(handler=_bench_runtime)
+
+
+def _socket_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--socket", type=Path, help="Unix socket path (default: derived from the model folder, in the runtime folder)"
+    )
+
+
+def _socket_for(args: argparse.Namespace) -> Path:
+    from edge_runtime.server import default_socket  # noqa: PLC0415
+
+    if args.socket:
+        return Path(args.socket)
+    if not args.model:
+        raise SystemExit("oss-edge: pass --model DIR or --socket PATH")
+    return default_socket(args.model)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from edge_runtime.server import ServeOptions, serve  # noqa: PLC0415
+
+    options = ServeOptions(
+        socket=_socket_for(args),
+        tcp_port=args.tcp,
+        max_length=args.max_length,
+        threads=args.threads,
+        slots=args.slots,
+        provider=args.provider,
+        idle_exit_s=args.idle_exit,
+    )
+    return serve(args.model, options)
+
+
+def _status(args: argparse.Namespace) -> int:
+    print(json.dumps(asyncio.run(_ask(_socket_for(args), "status")), indent=2))
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    asyncio.run(_ask(_socket_for(args), "shutdown"))
+    print("oss-edge: the daemon is stopping")
+    return 0
+
+
+async def _ask(socket: Path, method: str) -> Any:
+    from edge_runtime.client import connect  # noqa: PLC0415
+
+    client = await connect(socket, client="oss-edge cli")
+    try:
+        return await client.call(method, timeout=30)
+    finally:
+        await client.close()
+
+
+def _bench_runtime(args: argparse.Namespace) -> int:
+    from edge_runtime.bench import markdown, run  # noqa: PLC0415
+
+    report = run(
+        args.shape or ["tiny", "slice:2", "slice:4"], args.report, args.cache, args.context, args.decode_tokens
+    )
+    print(markdown(report))
+    print(f"report written to {args.report}")
+    return 0

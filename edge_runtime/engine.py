@@ -1,0 +1,339 @@
+"""The model, loaded once: onnxruntime-genai generators kept alive as KV-cache slots, reused by longest common prefix.
+
+Each slot is one long-lived generator. A new prompt rewinds the slot to the longest token prefix it shares with
+what the slot has computed and appends only the rest, in chunks small enough that a cancel waits at most one
+chunk (the binding holds the GIL for each forward pass). Tokens are chosen here from `get_logits()` and appended
+one at a time, so the cache always holds exactly the tokens that were run: no pending token, no stale logits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from edge_runtime.errors import ModelFolderError, ModelLoadError, PromptTooLong
+from edge_runtime.harmony import HarmonyCodec
+
+log = logging.getLogger("oss_edge.engine")
+
+DEFAULT_MAX_LENGTH = 8192
+# A prompt chunk aims at this many seconds of compute: the longest a cancel or a newer request waits.
+CHUNK_SECONDS = 0.25
+MIN_CHUNK, MAX_CHUNK = 16, 1024
+PROVIDERS = ("cpu", "cuda", "dml")
+
+
+@dataclass
+class ModelFolder:
+    """A model folder made by `oss-edge export` (or any onnxruntime-genai gpt-oss folder), checked before loading."""
+
+    path: Path
+    name: str
+    provider: str
+    precision: str
+    layers: int
+    vocab_size: int
+    context_length: int
+    weight_bytes: int
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def open_model_folder(path: Path) -> ModelFolder:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ModelFolderError(f"{path} is not a folder; pass a folder made by `oss-edge export`")
+    missing = [name for name in ("genai_config.json", "tokenizer.json") if not (path / name).is_file()]
+    if missing:
+        raise ModelFolderError(f"{path} lacks {', '.join(missing)}: not an exported model folder")
+    try:
+        config = json.loads((path / "genai_config.json").read_text())
+        decoder = config["model"]["decoder"]
+        graph = path / decoder["filename"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFolderError(f"{path / 'genai_config.json'} is unreadable or incomplete ({exc})") from exc
+    if config["model"].get("type") != "gptoss":
+        raise ModelFolderError(f"{path} holds a {config['model'].get('type')!r} model, not gpt-oss")
+    if not graph.is_file():
+        raise ModelFolderError(f"{path} lacks its graph {graph.name}")
+    manifest: dict[str, Any] = {}
+    if (path / "manifest.json").is_file():
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except ValueError as exc:
+            raise ModelFolderError(f"{path / 'manifest.json'} is corrupt ({exc})") from exc
+        for entry in manifest.get("files", []):
+            file = path / entry["name"]
+            if not file.is_file():
+                raise ModelFolderError(f"{path} lacks {entry['name']}, which its manifest lists; export it again")
+            if file.stat().st_size != entry["size"]:
+                raise ModelFolderError(
+                    f"{file} has {file.stat().st_size} bytes, its manifest says {entry['size']}: "
+                    "the folder is damaged or was changed; export it again"
+                )
+    provider = manifest.get("execution_provider", {}).get("target") or _provider_of(decoder)
+    weights = sum(f.stat().st_size for f in path.iterdir() if f.name.startswith(graph.name))
+    return ModelFolder(
+        path=path,
+        name=str(manifest.get("options", {}).get("source") or path.name),
+        provider=provider,
+        precision=str(manifest.get("options", {}).get("precision", "unknown")),
+        layers=int(decoder.get("num_hidden_layers", 0)),
+        vocab_size=int(config["model"].get("vocab_size", 0)),
+        context_length=int(config["model"].get("context_length", 0)),
+        weight_bytes=weights,
+        manifest=manifest,
+    )
+
+
+def _provider_of(decoder: dict[str, Any]) -> str:
+    for option in decoder.get("session_options", {}).get("provider_options", []):
+        for name in option:
+            return "dml" if name.lower() == "dml" else name.lower()
+    return "cpu"
+
+
+def physical_cores() -> int:
+    import psutil  # noqa: PLC0415  (only the daemon needs it)
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class KvSlot:
+    """One generator and the token ids whose keys and values it holds."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.generator: Any = None
+        self.ids: list[int] = []
+        self.owner: object | None = None
+        self.last_used = 0.0
+
+
+@dataclass
+class PrefillResult:
+    logits: np.ndarray | None
+    reused: int
+    appended: int
+    seconds: float
+
+
+class Engine:
+    """The loaded model, its tokenizer and a few KV-cache slots. Used from one thread at a time."""
+
+    def __init__(
+        self,
+        folder: ModelFolder,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        threads: int = 0,
+        slots: int = 2,
+        provider: str | None = None,
+    ) -> None:
+        self.folder = folder
+        self.max_length = max_length
+        self.threads = threads or physical_cores()
+        self.requested_provider = provider or folder.provider
+        if self.requested_provider not in PROVIDERS:
+            raise ModelLoadError(f"unknown provider {self.requested_provider!r}; choose one of {', '.join(PROVIDERS)}")
+        if folder.context_length and max_length > folder.context_length:
+            raise ModelLoadError(f"max length {max_length} exceeds the model's context of {folder.context_length}")
+        self.tokenizer = Tokenizer.from_file(str(folder.path / "tokenizer.json"))
+        self.codec = HarmonyCodec(self.tokenizer)
+        self.model, self.provider = self._load()
+        self.slots = [KvSlot(i) for i in range(max(1, slots))]
+        self.chunk_tokens = 64
+        self.prefill_tokens = 0
+        self.prefill_seconds = 0.0
+
+    def _load(self) -> tuple[Any, str]:
+        import onnxruntime_genai as og  # noqa: PLC0415
+
+        def load(provider: str) -> Any:
+            config = og.Config(str(self.folder.path))
+            config.clear_providers()
+            if provider != "cpu":
+                config.append_provider(provider)
+            session = {"intra_op_num_threads": self.threads}
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": session}}}))
+            return og.Model(config)
+
+        provider = self.requested_provider
+        try:
+            return load(provider), provider
+        except Exception as exc:
+            if provider == "cpu":
+                raise ModelLoadError(f"onnxruntime-genai cannot load {self.folder.path}: {exc}") from exc
+            log.warning("provider %s is not available here (%s); falling back to CPU", provider, exc)
+        try:
+            return load("cpu"), "cpu"
+        except Exception as exc:
+            raise ModelLoadError(f"onnxruntime-genai cannot load {self.folder.path} on CPU either: {exc}") from exc
+
+    def _new_generator(self) -> Any:
+        import onnxruntime_genai as og  # noqa: PLC0415
+
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=self.max_length, do_sample=False)
+        return og.Generator(self.model, params)
+
+    def pick_slot(self, prompt: list[int], owner: object, avoid: Callable[[KvSlot], bool]) -> KvSlot:
+        """The slot sharing the longest prefix with `prompt`; slots marked by `avoid` only as a last resort."""
+
+        def score(slot: KvSlot) -> tuple[int, int, float]:
+            return (0 if avoid(slot) else 1, common_prefix(slot.ids, prompt), -slot.last_used)
+
+        slot = max(self.slots, key=score)
+        slot.owner = owner
+        slot.last_used = time.monotonic()
+        return slot
+
+    def prefill(self, slot: KvSlot, prompt: list[int], should_stop: Callable[[], bool]) -> PrefillResult:
+        """Make `slot` hold exactly `prompt` and return the next-token logits (None when stopped between chunks)."""
+        if len(prompt) >= self.max_length:
+            raise PromptTooLong(f"the prompt has {len(prompt)} tokens; the context limit is {self.max_length}")
+        start = time.perf_counter()
+        reused = min(common_prefix(slot.ids, prompt), len(prompt) - 1)  # the last token must run for its logits
+        try:
+            if slot.generator is None:
+                slot.generator = self._new_generator()
+                slot.ids = []
+                reused = 0
+            if reused < len(slot.ids):
+                slot.generator.rewind_to(reused)
+                del slot.ids[reused:]
+            position = reused
+            while position < len(prompt):
+                if should_stop():
+                    return PrefillResult(None, reused, position - reused, time.perf_counter() - start)
+                chunk = prompt[position : position + self.chunk_tokens]
+                began = time.perf_counter()
+                slot.generator.append_tokens(np.asarray(chunk, dtype=np.int32))
+                slot.ids.extend(chunk)
+                position += len(chunk)
+                self._tune_chunk(len(chunk), time.perf_counter() - began)
+            logits = self._logits(slot)
+        except Exception:
+            self.reset(slot)
+            raise
+        return PrefillResult(logits, reused, len(prompt) - reused, time.perf_counter() - start)
+
+    def step(self, slot: KvSlot, token: int) -> np.ndarray:
+        """Run one generated token and return the logits for the next."""
+        if len(slot.ids) + 1 >= self.max_length:
+            raise PromptTooLong(f"the context limit of {self.max_length} tokens is reached")
+        try:
+            slot.generator.append_tokens(np.asarray([token], dtype=np.int32))
+            slot.ids.append(token)
+            return self._logits(slot)
+        except Exception:
+            self.reset(slot)
+            raise
+
+    def reset(self, slot: KvSlot) -> None:
+        slot.generator = None
+        slot.ids = []
+        slot.owner = None
+
+    @staticmethod
+    def _logits(slot: KvSlot) -> np.ndarray:
+        return np.asarray(slot.generator.get_logits(), dtype=np.float32).reshape(-1)
+
+    def _tune_chunk(self, tokens: int, seconds: float) -> None:
+        self.prefill_tokens += tokens
+        self.prefill_seconds += seconds
+        if tokens >= 8 and seconds > 0:
+            target = int(CHUNK_SECONDS * tokens / seconds)
+            self.chunk_tokens = max(MIN_CHUNK, min(MAX_CHUNK, (self.chunk_tokens + target) // 2))
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of KV cache per token per slot (float32 keys and values on CPU, float16 elsewhere)."""
+        config = json.loads((self.folder.path / "genai_config.json").read_text())["model"]["decoder"]
+        width = 4 if self.provider == "cpu" else 2
+        return 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * config["head_size"] * width
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # binary search on the first difference: prompts are thousands of tokens long
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class Sampler:
+    """Greedy when temperature is 0, else temperature and nucleus sampling from a seeded generator."""
+
+    def __init__(self, temperature: float, top_p: float, seed: int | None) -> None:
+        self.temperature = temperature
+        self.top_p = top_p
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, logits: np.ndarray) -> int:
+        if self.temperature <= 0:
+            return int(np.argmax(logits))
+        scaled = logits.astype(np.float64) / self.temperature
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        if self.top_p < 1.0:
+            order = np.argsort(-probs)
+            keep = order[: int(np.searchsorted(np.cumsum(probs[order]), self.top_p)) + 1]
+            mask = np.zeros_like(probs)
+            mask[keep] = probs[keep]
+            probs = mask / mask.sum()
+        return int(self.rng.choice(len(probs), p=probs))
+
+
+class StopStrings:
+    """Holds back text that may be the start of a stop string; cuts the text where one appears.
+
+    `lead` is text already in place before the output (the end of the code before the cursor), so that a stop
+    string such as "\n```" matches when the output starts with "```" on a fresh line.
+    """
+
+    def __init__(self, stops: list[str], lead: str = "") -> None:
+        self.stops = [s for s in stops if s]
+        self.keep = max((len(s) for s in self.stops), default=1) - 1
+        self.lead = lead[len(lead) - self.keep :] if self.keep else ""
+        self.pending = ""
+        self.hit = False
+
+    def push(self, text: str) -> str:
+        """The part of the text seen so far that is safe to show now."""
+        self.pending += text
+        window = self.lead + self.pending
+        found = [at for at in (window.find(stop) for stop in self.stops) if at >= 0]
+        if found:
+            self.hit = True
+            out = self.pending[: max(0, min(found) - len(self.lead))]
+            self.pending = ""
+            return out
+        hold = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(window)), 0, -1):
+                if window.endswith(stop[:n]):
+                    hold = max(hold, min(n, len(self.pending)))
+                    break
+        out = self.pending[: len(self.pending) - hold]
+        self.pending = self.pending[len(self.pending) - hold :]
+        if self.keep:
+            self.lead = (self.lead + out)[-self.keep :]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out

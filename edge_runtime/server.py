@@ -1,0 +1,542 @@
+"""`oss-edge serve`: the resident daemon. It owns the socket, the connections and the request methods.
+
+One daemon per user and model: a lock file beside the socket says whether one already serves the model. The
+socket lives in a folder only the user can enter (0700) and is itself 0600. TCP is opt-in, loopback only, and
+needs the token written (0600) beside the socket. The daemon opens no other connection of any kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from edge_runtime import __version__
+from edge_runtime.engine import DEFAULT_MAX_LENGTH, Engine, ModelFolder, Sampler, open_model_folder
+from edge_runtime.errors import (
+    InvalidParams,
+    ProtocolMismatch,
+    RuntimeFault,
+    ShuttingDown,
+    SocketError,
+    Unauthorized,
+    UnknownMethod,
+)
+from edge_runtime.harmony import (
+    REASONING_EFFORTS,
+    CompletionContext,
+    ExplainContext,
+    Neighbour,
+    render_completion_prompt,
+    render_explain_prompt,
+)
+from edge_runtime.paths import logs_dir, runtime_dir
+from edge_runtime.protocol import (
+    MAX_FRAME_BYTES,
+    NOTIFICATION,
+    PROTOCOL_VERSION,
+    REQUEST,
+    FrameError,
+    FrameReader,
+    Message,
+    notification,
+    response,
+)
+from edge_runtime.scheduler import Job, Scheduler
+
+log = logging.getLogger("oss_edge.server")
+
+MAX_NEIGHBOURS = 8
+# Unix socket paths are limited to about 104-108 bytes depending on the system.
+MAX_SOCKET_PATH = 100
+
+
+def model_key(model_dir: Path) -> str:
+    return hashlib.sha256(str(Path(model_dir).expanduser().resolve()).encode()).hexdigest()[:12]
+
+
+def default_socket(model_dir: Path) -> Path:
+    return runtime_dir() / f"{model_key(model_dir)}.sock"
+
+
+def tcp_info_path(socket_path: Path) -> Path:
+    return socket_path.with_suffix(".tcp.json")
+
+
+@dataclass
+class ServeOptions:
+    socket: Path
+    tcp_port: int | None = None
+    max_length: int = DEFAULT_MAX_LENGTH
+    threads: int = 0
+    slots: int = 2
+    provider: str | None = None
+    idle_exit_s: float = 900.0
+    max_frame_bytes: int = MAX_FRAME_BYTES
+
+
+class DaemonLock:
+    """An flock held for the daemon's lifetime; a second daemon for the same socket finds it taken."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        import fcntl  # noqa: PLC0415  (POSIX only)
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class Connection:
+    def __init__(self, number: int, writer: asyncio.StreamWriter, needs_token: bool) -> None:
+        self.number = number
+        self.writer = writer
+        self.authorized = not needs_token
+        self.closed = False
+
+    def send(self, data: bytes) -> None:
+        if not self.closed and not self.writer.is_closing():
+            self.writer.write(data)
+
+
+class Daemon:
+    def __init__(self, folder: ModelFolder, engine: Engine, options: ServeOptions) -> None:
+        self.folder = folder
+        self.engine = engine
+        self.options = options
+        self.scheduler = Scheduler(engine)
+        self.connections: dict[int, Connection] = {}
+        self.started = time.monotonic()
+        self.last_client = time.monotonic()
+        self.token = secrets.token_urlsafe(32) if options.tcp_port is not None else None
+        self.stopped = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.next_connection = 1
+        self.methods: dict[str, Callable[[Connection, int, dict[str, Any]], Any]] = {
+            "hello": self.hello,
+            "complete": self.complete,
+            "explain": self.explain,
+            "cancel": self.cancel,
+            "status": self.status,
+            "shutdown": self.shutdown,
+        }
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stopped.set)
+        servers = [await self._listen_unix()]
+        if self.options.tcp_port is not None:
+            servers.append(await self._listen_tcp())
+        self.scheduler.start()
+        log.info("ready: %s on %s, socket %s", self.folder.path, self.engine.provider, self.options.socket)
+        print(f"oss-edge: serving {self.folder.path} on {self.options.socket}", file=sys.stderr, flush=True)
+        watcher = asyncio.create_task(self._idle_watch())
+        await self.stopped.wait()
+        log.info("stopping")
+        watcher.cancel()
+        for server in servers:
+            server.close()
+        await asyncio.to_thread(self.scheduler.stop)
+        for conn in list(self.connections.values()):
+            with contextlib.suppress(Exception):
+                await conn.writer.drain()
+            conn.writer.close()
+        for server in servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+        with contextlib.suppress(OSError):
+            self.options.socket.unlink()
+        with contextlib.suppress(OSError):
+            tcp_info_path(self.options.socket).unlink()
+
+    async def _listen_unix(self) -> asyncio.AbstractServer:
+        path = self.options.socket
+        if len(str(path)) > MAX_SOCKET_PATH:
+            raise SocketError(f"socket path {path} is too long for a Unix socket; pass a shorter --socket")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a stale socket: the lock proves nobody serves it
+        old = os.umask(0o177)
+        try:
+            server = await asyncio.start_unix_server(self._client, path=str(path), limit=2**16)
+        except OSError as exc:
+            raise SocketError(f"cannot listen on {path}: {exc.strerror or exc}") from exc
+        finally:
+            os.umask(old)
+        path.chmod(0o600)
+        return server
+
+    async def _listen_tcp(self) -> asyncio.AbstractServer:
+        try:
+            server = await asyncio.start_server(self._client_tcp, host="127.0.0.1", port=self.options.tcp_port)
+        except OSError as exc:
+            raise SocketError(f"cannot listen on 127.0.0.1:{self.options.tcp_port}: {exc.strerror or exc}") from exc
+        port = server.sockets[0].getsockname()[1]
+        info = tcp_info_path(self.options.socket)
+        fd = os.open(info, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"host": "127.0.0.1", "port": port, "token": self.token, "pid": os.getpid()}, handle)
+        log.info("also listening on 127.0.0.1:%d (token in %s)", port, info)
+        print(f"oss-edge: TCP on 127.0.0.1:{port}, token in {info}", file=sys.stderr, flush=True)
+        return server
+
+    async def _idle_watch(self) -> None:
+        if self.options.idle_exit_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(min(1.0, self.options.idle_exit_s / 4))
+            if not self.connections and time.monotonic() - self.last_client >= self.options.idle_exit_s:
+                log.info("no client for %.0f s: exiting", self.options.idle_exit_s)
+                self.stopped.set()
+                return
+
+    async def _client_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._client(reader, writer, needs_token=True)
+
+    async def _client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, needs_token: bool = False
+    ) -> None:
+        conn = Connection(self.next_connection, writer, needs_token)
+        self.next_connection += 1
+        self.connections[conn.number] = conn
+        frames = FrameReader(self.options.max_frame_bytes)
+        log.info("client %d connected", conn.number)
+        try:
+            while not conn.closed:
+                data = await reader.read(1 << 16)
+                if not data:
+                    break
+                try:
+                    messages = frames.feed(data)
+                except FrameError as exc:
+                    log.warning("client %d: %s; closing its connection", conn.number, exc)
+                    conn.send(notification("protocol_error", [exc.to_wire()]))
+                    break
+                for message in messages:
+                    self._dispatch(conn, message)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            conn.closed = True
+            self.connections.pop(conn.number, None)
+            self.last_client = time.monotonic()
+            cancelled = self.scheduler.cancel(conn.number, None, "disconnected")
+            log.info("client %d left (%d requests cancelled)", conn.number, cancelled)
+            with contextlib.suppress(Exception):
+                await writer.drain()
+            writer.close()
+
+    def _dispatch(self, conn: Connection, message: Message) -> None:
+        if message.kind not in (REQUEST, NOTIFICATION):
+            return  # the daemon sends no requests, so responses from a client carry nothing for it
+        method = message.method or ""
+        try:
+            params = _params(message.params)
+            if not conn.authorized and method != "hello":
+                raise Unauthorized("send hello with the token first")
+            handler = self.methods.get(method)
+            if handler is None:
+                raise UnknownMethod(f"unknown method {method!r}; known: {', '.join(sorted(self.methods))}")
+            if self.stopped.is_set():
+                raise ShuttingDown("the daemon is shutting down")
+            result = handler(conn, message.id if message.id is not None else -1, params)
+        except RuntimeFault as exc:
+            if message.kind == REQUEST and message.id is not None:
+                conn.send(response(message.id, exc.to_wire(), None))
+            if isinstance(exc, Unauthorized):
+                conn.closed = True
+            return
+        if message.kind == REQUEST and message.id is not None and result is not _DEFERRED:
+            conn.send(response(message.id, None, result))
+
+    # --- methods -------------------------------------------------------------------------------------------
+
+    def hello(self, conn: Connection, msgid: int, params: dict[str, Any]) -> dict[str, Any]:
+        version = _field(params, "protocol", int, PROTOCOL_VERSION)
+        if self.token is not None and not conn.authorized:
+            if not secrets.compare_digest(str(params.get("token", "")), self.token):
+                raise Unauthorized("wrong or missing token")
+            conn.authorized = True
+        if version != PROTOCOL_VERSION:
+            raise ProtocolMismatch(f"this daemon speaks protocol {PROTOCOL_VERSION}, the client {version}")
+        log.info("client %d is %s", conn.number, _field(params, "client", str, "unnamed")[:200])
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "server": f"oss-edge {__version__}",
+            "pid": os.getpid(),
+            "model": self.folder.name,
+            "model_dir": str(self.folder.path),
+            "provider": self.engine.provider,
+            "precision": self.folder.precision,
+            "context_limit": self.engine.max_length,
+        }
+
+    def complete(self, conn: Connection, msgid: int, params: dict[str, Any]) -> object:
+        max_tokens = _field(params, "max_tokens", int, 128, minimum=1, maximum=4096)
+        neighbours = _field(params, "neighbours", list, [])
+        if len(neighbours) > MAX_NEIGHBOURS or not all(
+            isinstance(n, dict) and isinstance(n.get("path"), str) and isinstance(n.get("text"), str)
+            for n in neighbours
+        ):
+            raise InvalidParams(f"neighbours must be at most {MAX_NEIGHBOURS} maps with string path and text")
+        ctx = CompletionContext(
+            prefix=_field(params, "prefix", str),
+            suffix=_field(params, "suffix", str, ""),
+            path=_field(params, "path", str, ""),
+            language=_field(params, "language", str, ""),
+            neighbours=[Neighbour(n["path"], n["text"]) for n in neighbours],
+        )
+        prompt = render_completion_prompt(
+            self.engine.codec, ctx, self.engine.max_length - max_tokens - 1, date.today().isoformat()
+        )
+        stops = ["\n```", *_strings(params, "stop")]
+        self._submit(
+            conn,
+            msgid,
+            "complete",
+            prompt,
+            max_tokens,
+            params,
+            stops,
+            document=_field(params, "document", str, ctx.path),
+            temperature=0.0,
+            lead=ctx.prefix or "\n",
+        )
+        return _DEFERRED
+
+    def explain(self, conn: Connection, msgid: int, params: dict[str, Any]) -> object:
+        max_tokens = _field(params, "max_tokens", int, 1024, minimum=1, maximum=32768)
+        reasoning = _field(params, "reasoning", str, "medium")
+        if reasoning not in REASONING_EFFORTS:
+            raise InvalidParams(f"reasoning must be one of {', '.join(REASONING_EFFORTS)}")
+        ctx = ExplainContext(
+            code=_field(params, "code", str),
+            path=_field(params, "path", str, ""),
+            language=_field(params, "language", str, ""),
+            question=_field(params, "question", str, ""),
+            context=_field(params, "context", str, ""),
+            reasoning=reasoning,
+        )
+        prompt = render_explain_prompt(
+            self.engine.codec, ctx, self.engine.max_length - max_tokens - 1, date.today().isoformat()
+        )
+        self._submit(conn, msgid, "explain", prompt, max_tokens, params, _strings(params, "stop"), temperature=1.0)
+        return _DEFERRED
+
+    def _submit(
+        self,
+        conn: Connection,
+        msgid: int,
+        kind: str,
+        prompt: Any,
+        max_tokens: int,
+        params: dict[str, Any],
+        stops: list[str],
+        *,
+        temperature: float,
+        document: str | None = None,
+        lead: str = "",
+    ) -> None:
+        budget = _field(params, "time_budget_ms", int, None, minimum=1)
+        sampler = Sampler(
+            _field(params, "temperature", float, temperature, minimum=0.0, maximum=2.0),
+            _field(params, "top_p", float, 1.0, minimum=0.0, maximum=1.0),
+            _field(params, "seed", int, None),
+        )
+        loop = self.loop
+        assert loop is not None
+
+        def emit(channel: str, text: str) -> None:
+            data = notification("chunk", [{"id": msgid, "channel": channel, "text": text}])
+            loop.call_soon_threadsafe(conn.send, data)
+
+        def done(outcome: dict[str, Any] | RuntimeFault) -> None:
+            if isinstance(outcome, RuntimeFault):
+                data = response(msgid, outcome.to_wire(), None)
+            else:
+                data = response(msgid, None, outcome)
+                log.info("client %d %s %d: %s", conn.number, kind, msgid, _summary(outcome))
+            loop.call_soon_threadsafe(conn.send, data)
+
+        job = Job(
+            kind=kind,
+            client=conn.number,
+            request_id=msgid,
+            prompt=prompt,
+            max_new_tokens=max_tokens,
+            time_budget_s=budget / 1000 if budget else None,
+            sampler=sampler,
+            stops=stops,
+            emit=emit,
+            done=done,
+            document=document,
+            lead=lead,
+        )
+        self.scheduler.submit(job)
+
+    def cancel(self, conn: Connection, msgid: int, params: dict[str, Any]) -> dict[str, Any]:
+        target = _field(params, "id", int)
+        return {"cancelled": self.scheduler.cancel(conn.number, target)}
+
+    def status(self, conn: Connection, msgid: int, params: dict[str, Any]) -> dict[str, Any]:
+        import psutil  # noqa: PLC0415
+
+        process = psutil.Process()
+        return {
+            "state": "ready",
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "model": self.folder.name,
+            "model_dir": str(self.folder.path),
+            "provider": self.engine.provider,
+            "threads": self.engine.threads,
+            "context_limit": self.engine.max_length,
+            "clients": len(self.connections),
+            "memory": {
+                "rss_bytes": process.memory_info().rss,
+                "available_bytes": psutil.virtual_memory().available,
+                "weight_bytes": self.folder.weight_bytes,
+            },
+            **self.scheduler.status(),
+        }
+
+    def shutdown(self, conn: Connection, msgid: int, params: dict[str, Any]) -> dict[str, Any]:
+        assert self.loop is not None
+        self.loop.call_soon(self.stopped.set)
+        return {"ok": True}
+
+
+_DEFERRED = object()
+_REQUIRED = object()
+
+
+def _params(raw: Any) -> dict[str, Any]:
+    """Params are one map, sent bare or (as msgpack-rpc libraries do) as a one-element array."""
+    if raw is None:
+        return {}
+    if isinstance(raw, list) and len(raw) <= 1:
+        raw = raw[0] if raw else {}
+    if not isinstance(raw, dict):
+        raise InvalidParams("params must be a map (or an array holding one map)")
+    return raw
+
+
+def _field(
+    params: dict[str, Any],
+    name: str,
+    kind: type[Any],
+    default: Any = _REQUIRED,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Any:
+    value: Any = params.get(name, default)
+    if value is _REQUIRED:
+        raise InvalidParams(f"{name} is required")
+    if value is None and default is None:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidParams(f"{name} must be of type {kind.__name__}, not {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise InvalidParams(f"{name} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise InvalidParams(f"{name} must be at most {maximum}")
+    return value
+
+
+def _strings(params: dict[str, Any], name: str) -> list[str]:
+    values = _field(params, name, list, [])
+    if len(values) > 8 or not all(isinstance(v, str) and 0 < len(v) <= 200 for v in values):
+        raise InvalidParams(f"{name} must be at most 8 non-empty strings of at most 200 characters")
+    return list(values)
+
+
+def _summary(result: dict[str, Any]) -> str:
+    keys = ("finish_reason", "prompt_tokens", "cached_tokens", "generated_tokens", "ttft_ms", "tokens_per_s")
+    return " ".join(f"{k}={result.get(k)}" for k in keys)
+
+
+def configure_logging(log_file: Path) -> None:
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("oss_edge")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def serve(model_dir: Path, options: ServeOptions) -> int:
+    """Run the daemon in the foreground until shutdown, SIGTERM, Ctrl-C or the idle timeout."""
+    folder = open_model_folder(model_dir)
+    options.socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = DaemonLock(options.socket.with_suffix(".lock"))
+    if not lock.acquire():
+        print(
+            f"oss-edge: a daemon (pid {lock.holder()}) already serves {options.socket}; nothing to do",
+            file=sys.stderr,
+        )
+        return 0
+    log_file = logs_dir() / f"serve-{options.socket.stem}.log"
+    configure_logging(log_file)
+    try:
+        log.info("oss-edge %s loading %s (pid %d)", __version__, folder.path, os.getpid())
+        print(f"oss-edge: loading {folder.path} (log: {log_file})", file=sys.stderr, flush=True)
+        began = time.perf_counter()
+        engine = Engine(
+            folder,
+            max_length=options.max_length,
+            threads=options.threads,
+            slots=options.slots,
+            provider=options.provider,
+        )
+        log.info(
+            "loaded in %.1f s: provider %s, %d threads, %d slots of %d tokens",
+            time.perf_counter() - began,
+            engine.provider,
+            engine.threads,
+            len(engine.slots),
+            engine.max_length,
+        )
+        if engine.provider != (options.provider or folder.provider):
+            print(f"oss-edge: {folder.provider} is not available here; running on CPU", file=sys.stderr)
+        asyncio.run(Daemon(folder, engine, options).run())
+    finally:
+        lock.release()
+    return 0
