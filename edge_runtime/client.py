@@ -193,11 +193,15 @@ async def connect(
 ) -> RuntimeClient:
     """Connect to the daemon on `socket` and say hello; with `start`, start it for `model_dir` and wait for it."""
     try:
-        conn = await RuntimeClient.connect_unix(socket)
+        return await _hello(await RuntimeClient.connect_unix(socket), client)
     except DaemonUnavailable:
+        # Nobody listens, or a dying daemon accepted the connection and then went away: start a fresh one.
         if not start or model_dir is None:
             raise
-        conn = await _start_and_connect(model_dir, socket, timeout, serve_args)
+    return await _hello(await _start_and_connect(model_dir, socket, timeout, serve_args), client)
+
+
+async def _hello(conn: RuntimeClient, client: str) -> RuntimeClient:
     try:
         await conn.hello(client)
     except BaseException:

@@ -37,6 +37,12 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--slots", type=int, default=2, help="KV-cache slots kept between requests (default 2: completions + explain)"
     )
+    serve.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=0,
+        help="prompt tokens per forward pass (default 0: sized to about 0.25 s, the longest a cancel waits)",
+    )
     serve.add_argument("--provider", choices=("cpu", "cuda", "dml"), help="override the model folder's provider")
     serve.add_argument(
         "--idle-exit",
@@ -106,6 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         slots=args.slots,
         provider=args.provider,
         idle_exit_s=args.idle_exit,
+        chunk_tokens=args.chunk_tokens,
     )
     return serve(args.model, options)
 

@@ -137,6 +137,7 @@ class Engine:
         threads: int = 0,
         slots: int = 2,
         provider: str | None = None,
+        chunk_tokens: int = 0,
     ) -> None:
         self.folder = folder
         self.max_length = max_length
@@ -150,7 +151,8 @@ class Engine:
         self.codec = HarmonyCodec(self.tokenizer)
         self.model, self.provider = self._load()
         self.slots = [KvSlot(i) for i in range(max(1, slots))]
-        self.chunk_tokens = 64
+        self.adaptive_chunks = chunk_tokens <= 0  # else every prompt chunk has exactly chunk_tokens tokens
+        self.chunk_tokens = chunk_tokens if chunk_tokens > 0 else 64
         self.prefill_tokens = 0
         self.prefill_seconds = 0.0
 
@@ -250,7 +252,7 @@ class Engine:
     def _tune_chunk(self, tokens: int, seconds: float) -> None:
         self.prefill_tokens += tokens
         self.prefill_seconds += seconds
-        if tokens >= 8 and seconds > 0:
+        if self.adaptive_chunks and tokens >= 8 and seconds > 0:
             target = int(CHUNK_SECONDS * tokens / seconds)
             self.chunk_tokens = max(MIN_CHUNK, min(MAX_CHUNK, (self.chunk_tokens + target) // 2))
 

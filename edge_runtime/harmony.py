@@ -230,11 +230,15 @@ class ChannelParser:
 
     Stops at `<|return|>`, `<|call|>` and `<|endoftext|>`, and at `<|end|>` of a final-channel message (or of any
     message when `single_message`, as in completion, where the output starts inside the final channel's content).
-    Other special tokens are dropped.
+    Other special tokens are dropped. With `ignore_eos` (for benchmarks) nothing ends the output: the stop tokens
+    are dropped too, so generation runs to its token or time budget.
     """
 
-    def __init__(self, special: SpecialIds, channel: str | None, single_message: bool) -> None:
+    def __init__(
+        self, special: SpecialIds, channel: str | None, single_message: bool, ignore_eos: bool = False
+    ) -> None:
         self.special = special
+        self.ignore_eos = ignore_eos
         self.channel = channel
         self.in_content = channel is not None
         self.single_message = single_message
@@ -244,6 +248,8 @@ class ChannelParser:
     def feed(self, token: int, decode: DecodeText) -> list[ParseEvent]:
         s = self.special
         if self.finished:
+            return []
+        if self.ignore_eos and token in (s.return_, s.call, s.endoftext, s.end):
             return []
         if token in (s.return_, s.call, s.endoftext):
             self.finished = "tool_call" if token == s.call else "stop"

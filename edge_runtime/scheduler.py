@@ -42,6 +42,7 @@ class Job:
     done: Callable[[dict[str, Any] | RuntimeFault], None]
     document: str | None = None
     lead: str = ""  # text in place before the output, for stop strings that span the boundary
+    ignore_eos: bool = False
     received: float = field(default_factory=time.perf_counter)
     cancel_reason: str | None = None
     cancel_requested: float | None = None
@@ -203,7 +204,9 @@ class Scheduler:
         engine = self.engine
         if job.parser is None:
             single = job.kind == "complete"
-            job.parser = ChannelParser(engine.codec.special, "final" if single else None, single_message=single)
+            job.parser = ChannelParser(
+                engine.codec.special, "final" if single else None, single_message=single, ignore_eos=job.ignore_eos
+            )
             job.decoder = DecodeText(engine.tokenizer)
             job.stopper = StopStrings(job.stops, job.lead)
         if job.slot is None or job.slot.owner is not job or job.logits is None:

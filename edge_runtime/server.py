@@ -85,6 +85,7 @@ class ServeOptions:
     slots: int = 2
     provider: str | None = None
     idle_exit_s: float = 900.0
+    chunk_tokens: int = 0
     max_frame_bytes: int = MAX_FRAME_BYTES
 
 
@@ -326,7 +327,8 @@ class Daemon:
         prompt = render_completion_prompt(
             self.engine.codec, ctx, self.engine.max_length - max_tokens - 1, date.today().isoformat()
         )
-        stops = ["\n```", *_strings(params, "stop")]
+        ignore_eos = _field(params, "ignore_eos", bool, False)
+        stops = [*([] if ignore_eos else ["\n```"]), *_strings(params, "stop")]
         self._submit(
             conn,
             msgid,
@@ -375,6 +377,7 @@ class Daemon:
         lead: str = "",
     ) -> None:
         budget = _field(params, "time_budget_ms", int, None, minimum=1)
+        ignore_eos = _field(params, "ignore_eos", bool, False)
         sampler = Sampler(
             _field(params, "temperature", float, temperature, minimum=0.0, maximum=2.0),
             _field(params, "top_p", float, 1.0, minimum=0.0, maximum=1.0),
@@ -408,6 +411,7 @@ class Daemon:
             done=done,
             document=document,
             lead=lead,
+            ignore_eos=ignore_eos,
         )
         self.scheduler.submit(job)
 
@@ -525,6 +529,7 @@ def serve(model_dir: Path, options: ServeOptions) -> int:
             threads=options.threads,
             slots=options.slots,
             provider=options.provider,
+            chunk_tokens=options.chunk_tokens,
         )
         log.info(
             "loaded in %.1f s: provider %s, %d threads, %d slots of %d tokens",

@@ -1,0 +1,514 @@
+"""The real daemon process on the tiny synthetic model, over a real Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_runtime.client import RemoteError, RuntimeClient, connect, serve_command
+from edge_runtime.errors import DaemonUnavailable
+from edge_runtime.protocol import PROTOCOL_VERSION
+
+T = TypeVar("T")
+LONG = {"prefix": "def walk(tree):\n    for node in tree:\n        ", "path": "long.py", "ignore_eos": True}
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[bytes]
+    socket: Path
+    home: Path
+    env: dict[str, str]
+
+
+def start_daemon(model: Path, home: Path, *extra: str) -> Daemon:
+    env = {**os.environ, "OSS_EDGE_HOME": str(home)}
+    sock = home / "run" / "d.sock"
+    process = subprocess.Popen(
+        serve_command(model, sock, ["--idle-exit", "0", *extra]),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(process.stderr.read().decode() if process.stderr else "daemon exited")
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(sock))
+                return Daemon(process, sock, home, env)
+            except OSError:
+                time.sleep(0.05)
+    process.kill()
+    raise AssertionError("the daemon did not start")
+
+
+def stop_daemon(daemon: Daemon) -> None:
+    if daemon.process.poll() is None:
+        daemon.process.terminate()
+        daemon.process.wait(20)
+    if daemon.process.stderr:
+        daemon.process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def daemon(tiny_int4: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    running = start_daemon(tiny_int4, tmp_path_factory.mktemp("home"))
+    yield running
+    stop_daemon(running)
+
+
+def run(factory: Callable[[], Awaitable[T]], timeout: float = 120) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(factory(), timeout)
+
+    return asyncio.run(bounded())
+
+
+async def client_of(daemon: Daemon) -> RuntimeClient:
+    return await connect(daemon.socket, client="tests")
+
+
+def test_hello_describes_the_model_and_the_protocol(daemon: Daemon, tiny_int4: Path) -> None:
+    async def go() -> dict[str, Any]:
+        client = await client_of(daemon)
+        await client.close()
+        return client.server
+
+    hello = run(go)
+    assert hello["protocol"] == PROTOCOL_VERSION
+    assert hello["model_dir"] == str(tiny_int4)
+    assert hello["provider"] == "cpu"
+    assert hello["context_limit"] == 8192
+
+
+def test_socket_and_its_folder_are_private_to_the_user(daemon: Daemon) -> None:
+    assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o600
+    assert stat.S_IMODE(daemon.socket.parent.stat().st_mode) == 0o700
+
+
+def test_completion_streams_chunks_that_add_up_to_the_result(daemon: Daemon) -> None:
+    async def go() -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        client = await client_of(daemon)
+        chunks: list[tuple[str, str]] = []
+        params = {"prefix": "import os\n\ndef main():\n    ", "suffix": "\n", "path": "s.py", "max_tokens": 24}
+        result = await client.call("complete", params, on_chunk=lambda c, t: chunks.append((c, t)))
+        await client.close()
+        return result, chunks
+
+    result, chunks = run(go)
+    assert len(chunks) >= 2
+    assert {channel for channel, _ in chunks} == {"final"}
+    assert "".join(text for _, text in chunks) == result["text"]
+    assert result["generated_tokens"] >= len(chunks)
+    assert result["prompt_tokens"] > 100
+    assert result["finish_reason"] in ("length", "stop", "stop_string")
+    assert result["ttft_ms"] is not None and result["tokens_per_s"] > 0
+
+
+def test_the_next_keystroke_reuses_the_cache_and_a_repeat_gives_the_same_text(daemon: Daemon) -> None:
+    base = {"suffix": "\n", "path": "k.py", "language": "python", "max_tokens": 16}
+
+    async def go() -> list[dict[str, Any]]:
+        client = await client_of(daemon)
+        results = []
+        for prefix in (
+            "class Point:\n    def norm(self",
+            "class Point:\n    def norm(self)",
+            "class Point:\n    def norm(self",
+        ):
+            results.append(await client.call("complete", {**base, "prefix": prefix}))
+        await client.close()
+        return results
+
+    first, typed, again = run(go)
+    assert typed["cached_tokens"] >= typed["prompt_tokens"] - 3
+    assert again["cached_tokens"] >= again["prompt_tokens"] - 3
+    assert again["text"] == first["text"]
+
+
+def test_long_generation_is_cancelled_at_once(daemon: Daemon) -> None:
+    async def go() -> tuple[dict[str, Any], dict[str, Any], float]:
+        client = await client_of(daemon)
+        full = await client.call("complete", {**LONG, "max_tokens": 4000})
+        first_chunk = asyncio.Event()
+        call = await client.start("complete", {**LONG, "max_tokens": 4000}, on_chunk=lambda c, t: first_chunk.set())
+        await first_chunk.wait()
+        began = time.perf_counter()
+        await client.cancel(call)
+        cancelled = await call.future
+        waited = time.perf_counter() - began
+        await client.close()
+        return full, cancelled, waited
+
+    full, cancelled, waited = run(go)
+    assert full["finish_reason"] == "length", "the synthetic model should run on for this prompt"
+    assert cancelled["finish_reason"] == "cancelled"
+    assert cancelled["generated_tokens"] < full["generated_tokens"]
+    assert cancelled["cancel_latency_ms"] < 1000 * waited + 1
+    assert cancelled["text"] == full["text"][: len(cancelled["text"])]
+
+
+def test_a_newer_completion_for_the_same_document_supersedes_the_older(daemon: Daemon) -> None:
+    async def go() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        client = await client_of(daemon)
+        started = asyncio.Event()
+        old = await client.start("complete", {**LONG, "max_tokens": 4000}, on_chunk=lambda c, t: started.set())
+        other = await client.start("complete", {**LONG, "path": "other.py", "max_tokens": 4})
+        await started.wait()
+        new = await client.call("complete", {**LONG, "prefix": LONG["prefix"] + "x", "max_tokens": 4})
+        result = await old.future, await other.future, new
+        await client.close()
+        return result
+
+    old, other, new = run(go)
+    assert old["finish_reason"] == "superseded"
+    assert other["finish_reason"] == "length"  # another document is left alone
+    assert new["finish_reason"] == "length"
+
+
+def test_a_completion_preempts_a_long_explanation_which_then_carries_on(daemon: Daemon) -> None:
+    async def go() -> tuple[dict[str, Any], dict[str, Any], bool]:
+        client = await client_of(daemon)
+        explain = await client.start(
+            "explain", {"code": "x = [i * i for i in range(10)]", "max_tokens": 6000, "ignore_eos": True}
+        )
+        while (await client.call("status"))["queue"]["running"] is None:
+            await asyncio.sleep(0.001)
+        completion = await client.call("complete", {"prefix": "y = ", "path": "p.py", "max_tokens": 8})
+        explain_done_first = explain.future.done()
+        result = await explain.future
+        await client.close()
+        return completion, result, explain_done_first
+
+    completion, explanation, explain_done_first = run(go)
+    assert not explain_done_first
+    assert completion["generated_tokens"] == 8
+    assert explanation["preemptions"] >= 1
+    assert explanation["generated_tokens"] == 6000
+    assert explanation["finish_reason"] == "length"
+
+
+def test_two_clients_stream_at_the_same_time_and_get_what_they_would_alone(daemon: Daemon) -> None:
+    requests = [
+        {"prefix": "def alpha():\n    ", "path": "a.py", "max_tokens": 40},
+        {"prefix": "def beta(x):\n    return ", "path": "b.py", "max_tokens": 40},
+    ]
+
+    async def alone() -> list[str]:
+        client = await client_of(daemon)
+        texts = [(await client.call("complete", r))["text"] for r in requests]
+        await client.close()
+        return texts
+
+    async def together() -> list[tuple[str, str]]:
+        clients = [await client_of(daemon), await client_of(daemon)]
+        streamed: list[list[str]] = [[], []]
+        calls = [
+            await c.start("complete", r, on_chunk=lambda ch, t, i=i: streamed[i].append(t))
+            for i, (c, r) in enumerate(zip(clients, requests, strict=True))
+        ]
+        results = [await call.future for call in calls]
+        for c in clients:
+            await c.close()
+        return [(r["text"], "".join(s)) for r, s in zip(results, streamed, strict=True)]
+
+    expected = run(alone)
+    got = run(together)
+    assert [text for text, _ in got] == expected
+    assert [streamed for _, streamed in got] == expected
+
+
+def test_a_client_that_vanishes_mid_stream_is_cleaned_up(daemon: Daemon) -> None:
+    async def go() -> dict[str, Any]:
+        quitter = await client_of(daemon)
+        started = asyncio.Event()
+        await quitter.start("complete", {**LONG, "max_tokens": 4000}, on_chunk=lambda c, t: started.set())
+        await started.wait()
+        quitter.writer.transport.abort()
+        observer = await client_of(daemon)
+        for _ in range(200):
+            status = await observer.call("status")
+            if status["queue"]["running"] is None:
+                break
+            await asyncio.sleep(0.01)
+        after = await observer.call("complete", {"prefix": "z = ", "path": "z.py", "max_tokens": 2})
+        await observer.close()
+        return {"status": status, "after": after}
+
+    outcome = run(go)
+    assert outcome["status"]["queue"] == {"complete": 0, "explain": 0, "running": None}
+    assert outcome["after"]["generated_tokens"] == 2
+
+
+def test_bad_params_and_unknown_methods_get_errors_and_the_connection_stays(daemon: Daemon) -> None:
+    async def go() -> list[str]:
+        client = await client_of(daemon)
+        codes = []
+        for method, params in [
+            ("nonsense", {}),
+            ("complete", {}),
+            ("complete", {"prefix": 12}),
+            ("complete", {"prefix": "x", "max_tokens": -1}),
+            ("complete", {"prefix": "x", "neighbours": [{"path": 1}]}),
+            ("explain", {"code": "x", "reasoning": "extreme"}),
+            ("explain", {"code": "x = 1\n" * 6000}),
+            ("cancel", {"id": "seven"}),
+        ]:
+            try:
+                await client.call(method, params)
+                codes.append("ok")
+            except RemoteError as exc:
+                codes.append(exc.code)
+        codes.append((await client.call("complete", {"prefix": "ok = ", "max_tokens": 1}))["finish_reason"])
+        await client.close()
+        return codes
+
+    assert run(go) == [
+        "unknown_method",
+        "invalid_params",
+        "invalid_params",
+        "invalid_params",
+        "invalid_params",
+        "invalid_params",
+        "prompt_too_long",
+        "invalid_params",
+        "length",
+    ]
+
+
+def test_a_huge_prefix_is_cut_from_the_front_and_the_result_says_so(daemon: Daemon) -> None:
+    prefix = "".join(f"line_{i} = {i}\n" for i in range(20000)) + "answer = "
+
+    async def go() -> dict[str, Any]:
+        client = await client_of(daemon)
+        result = await client.call("complete", {"prefix": prefix, "path": "huge.py", "max_tokens": 4})
+        await client.close()
+        return result
+
+    result = run(go)
+    assert result["truncated"]["prefix_lines"] > 0
+    assert result["prompt_tokens"] <= 8192 - 4
+
+
+def raw_exchange(daemon: Daemon, payload: bytes) -> list[Any]:
+    """Send raw bytes on a fresh connection; return every message the daemon sends until it closes or goes quiet."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(daemon.socket))
+        sock.settimeout(5)
+        with contextlib.suppress(BrokenPipeError):
+            sock.sendall(payload)
+        unpacker = msgpack.Unpacker(raw=False)
+        sock.settimeout(0.5)
+        messages: list[Any] = []
+        while True:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:  # closed while our bytes were still unread
+                data = b""
+            if not data:
+                messages.append("closed")
+                break
+            unpacker.feed(data)
+            messages.extend(unpacker)
+        return messages
+
+
+def test_an_oversized_frame_gets_an_error_and_only_that_connection_closes(daemon: Daemon) -> None:
+    payload = msgpack.packb([0, 1, "complete", [{"prefix": "x" * (17 * 1024 * 1024)}]])
+    messages = raw_exchange(daemon, payload)
+    assert messages[0][:2] == [2, "protocol_error"]
+    assert messages[0][2][0]["code"] == "frame_too_large"
+    assert messages[-1] == "closed"
+    assert run(lambda: _status(daemon))["state"] == "ready"
+
+
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=20) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+# Everything but shutdown, which a well-formed frame may legitimately ask for.
+METHODS = st.sampled_from(["hello", "complete", "explain", "cancel", "status", "nonsense", ""])
+FRAMES = st.one_of(
+    st.binary(min_size=1, max_size=300),
+    VALUES.map(msgpack.packb),
+    st.tuples(st.integers(-1, 3), st.integers(-5, 2**33), METHODS, VALUES).map(lambda t: msgpack.packb(list(t))),
+    st.tuples(st.just(2), METHODS, VALUES).map(lambda t: msgpack.packb(list(t))),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=FRAMES)
+def test_malformed_frames_never_take_the_daemon_down(daemon: Daemon, garbage: bytes) -> None:
+    messages = raw_exchange(daemon, garbage)
+    for message in messages:
+        if message == "closed":
+            continue
+        assert message[0] in (1, 2)
+        if message[0] == 2:
+            assert message[1] == "protocol_error"
+            assert messages[-1] == "closed"
+    assert daemon.process.poll() is None
+    assert run(lambda: _status(daemon))["state"] == "ready"
+
+
+async def _status(daemon: Daemon) -> dict[str, Any]:
+    client = await client_of(daemon)
+    status: dict[str, Any] = await client.call("status")
+    await client.close()
+    return status
+
+
+def test_status_reports_memory_cache_and_throughput(daemon: Daemon) -> None:
+    status = run(lambda: _status(daemon))
+    assert status["memory"]["rss_bytes"] > status["memory"]["weight_bytes"] > 0
+    assert status["cache"]["requests"] > 0 and 0 < status["cache"]["reuse_ratio"] < 1
+    assert status["throughput"]["decode_tokens_per_s"] > 0
+    assert status["clients"] == 1
+
+
+def test_a_second_serve_for_the_same_socket_exits_cleanly(daemon: Daemon, tiny_int4: Path) -> None:
+    second = subprocess.run(
+        serve_command(tiny_int4, daemon.socket), env=daemon.env, capture_output=True, text=True, timeout=60
+    )
+    assert second.returncode == 0
+    assert f"pid {daemon.process.pid}" in second.stderr and "already serves" in second.stderr
+    assert run(lambda: _status(daemon))["state"] == "ready"
+
+
+def test_a_killed_daemon_gives_clients_a_clean_error_and_can_be_started_again(tiny_int4: Path, tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    sock = home / "run" / "k.sock"
+
+    async def go() -> tuple[str, dict[str, Any]]:
+        env_home = os.environ.get("OSS_EDGE_HOME")
+        os.environ["OSS_EDGE_HOME"] = str(home)
+        try:
+            client = await connect(sock, model_dir=tiny_int4, start=True, serve_args=["--idle-exit", "30"])
+            started = asyncio.Event()
+            call = await client.start("complete", {**LONG, "max_tokens": 4000}, on_chunk=lambda c, t: started.set())
+            await started.wait()
+            os.kill(client.server["pid"], signal.SIGKILL)
+            with pytest.raises(DaemonUnavailable) as failure:
+                await call.future
+            await client.close()
+            again = await connect(sock, model_dir=tiny_int4, start=True, serve_args=["--idle-exit", "30"])
+            result = await again.call("complete", {"prefix": "a = ", "max_tokens": 2})
+            await again.call("shutdown")
+            await again.close()
+            return str(failure.value), result
+        finally:
+            if env_home is not None:
+                os.environ["OSS_EDGE_HOME"] = env_home
+
+    message, result = run(go)
+    assert "closed the connection" in message
+    assert result["generated_tokens"] == 2
+
+
+def test_the_daemon_exits_when_idle_and_removes_its_socket(tiny_int4: Path, tmp_path: Path) -> None:
+    idle = start_daemon(tiny_int4, tmp_path / "idle", "--idle-exit", "1")
+
+    async def touch() -> None:
+        client = await client_of(idle)
+        await client.close()
+
+    run(touch)
+    assert idle.process.wait(20) == 0
+    assert not idle.socket.exists()
+
+
+def test_shutdown_stops_the_daemon(tiny_int4: Path, tmp_path: Path) -> None:
+    daemon = start_daemon(tiny_int4, tmp_path / "s")
+
+    async def go() -> Any:
+        client = await client_of(daemon)
+        reply = await client.call("shutdown")
+        await client.close()
+        return reply
+
+    assert run(go) == {"ok": True}
+    assert daemon.process.wait(20) == 0
+    assert not daemon.socket.exists()
+
+
+def test_tcp_is_loopback_only_and_needs_the_token(tiny_int4: Path, tmp_path: Path) -> None:
+    daemon = start_daemon(tiny_int4, tmp_path / "t", "--tcp", "0")
+    info_file = daemon.socket.with_suffix(".tcp.json")
+    try:
+        assert stat.S_IMODE(info_file.stat().st_mode) == 0o600
+        info = __import__("json").loads(info_file.read_text())
+        assert info["host"] == "127.0.0.1"
+
+        async def go() -> tuple[str, dict[str, Any]]:
+            intruder = await RuntimeClient.connect_tcp("127.0.0.1", info["port"])
+            with pytest.raises(RemoteError) as refused:
+                await intruder.call("status")
+            await intruder.close()
+            client = await RuntimeClient.connect_tcp("127.0.0.1", info["port"])
+            await client.hello("tests", token=info["token"])
+            status: dict[str, Any] = await client.call("status")
+            await client.close()
+            return refused.value.code, status
+
+        code, status = run(go)
+        assert code == "unauthorized"
+        assert status["state"] == "ready"
+    finally:
+        stop_daemon(daemon)
+
+
+@pytest.mark.parametrize("damage", ["missing", "not-a-model", "truncated", "corrupt-graph"])
+def test_a_bad_model_folder_is_refused_at_start(tiny_int4: Path, tmp_path: Path, damage: str) -> None:
+    folder = tmp_path / "model"
+    if damage != "missing":
+        folder.mkdir()
+        if damage != "not-a-model":
+            for file in tiny_int4.iterdir():
+                (folder / file.name).write_bytes(file.read_bytes())
+        if damage == "truncated":
+            data = folder / "model.onnx.data"
+            data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+        if damage == "corrupt-graph":
+            graph = folder / "model.onnx"
+            graph.write_bytes(b"\x00garbage" * (graph.stat().st_size // 8) + b"\x00" * (graph.stat().st_size % 8))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_runtime.cli",
+            "serve",
+            "--model",
+            str(folder),
+            "--socket",
+            str(tmp_path / "b.sock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("oss-edge: ")
+    assert str(folder) in message
+    assert "Traceback" not in result.stderr
