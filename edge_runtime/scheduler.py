@@ -246,6 +246,8 @@ class Scheduler:
                 return self._finish(job, "context_full")
             assert job.logits is not None
             token = job.sampler(job.logits)
+            if job.first_token is None:
+                job.first_token = time.perf_counter()
             for event in job.parser.feed(token, job.decoder):
                 if event.finish:
                     return self._finish(job, event.finish)
@@ -262,8 +264,6 @@ class Scheduler:
     def _emit(self, job: Job, channel: str, text: str) -> None:
         if not text:
             return
-        if job.first_token is None:
-            job.first_token = time.perf_counter()
         job.texts.setdefault(channel, []).append(text)
         job.emit(channel, text)
 

@@ -21,3 +21,22 @@ def test_export_benchmark_writes_json_markdown_and_chart(tmp_path: Path) -> None
     assert "oss-edge export" in run["command"]
     assert "| tiny | int4 |" in (report / "export.md").read_text()
     assert (report / "export_memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_runtime_benchmark_measures_the_daemon_against_the_raw_engine(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    cache = tmp_path / "c"
+    result = oss_edge("bench", "runtime", "--shape", "tiny", "--report", str(report), "--cache", str(cache))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((report / "runtime.json").read_text())
+    assert data["machine"]["read_bandwidth_bytes_per_s"] == max(data["machine"]["read_bandwidth_samples"])
+    (run,) = data["results"]
+    daemon, raw = run["daemon"], run["raw"]
+    assert daemon["prompt_tokens"] > 1500  # the keystroke test runs on a long context
+    assert daemon["warm_reused_share"] > 0.99
+    assert daemon["ttft_warm_ms"] < daemon["ttft_cold_ms"]
+    assert run["decode_vs_raw"] == round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3)
+    assert 0 < run["bytes"]["active"] < run["bytes"]["weights"]
+    assert "| tiny |" in (report / "runtime.md").read_text()
+    assert (report / "runtime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(cache.glob("*/.*partial*"))

@@ -1,0 +1,370 @@
+"""`oss-edge bench runtime`: the daemon measured over its socket, against the raw engine and the memory roofline.
+
+For each synthetic shape (exported once and cached): machine read bandwidth, the bytes one decoded token must
+read (active weights: everything but the embedding table, and top-k of the experts), then through a real daemon:
+cold and warm time to first token on a long context, prefill and decode speed, cancel latency during decode and
+during prefill, and resident memory; then the raw onnxruntime-genai loop on the same folder in this process.
+Ratios are taken within one run on one machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.client import ChunkHandler, RuntimeClient, connect
+from edge_runtime.engine import open_model_folder, physical_cores
+
+REPEATS = 5
+
+
+def measure_read_bandwidth(threads: int, gib: float = 1.0) -> float:
+    """Bytes per second that `threads` threads read from memory (numpy reductions release the GIL)."""
+    data = np.ones(int(gib * 2**30) // 4, dtype=np.float32)
+    parts = np.array_split(data, threads)
+
+    def once() -> float:
+        workers = [threading.Thread(target=np.maximum.reduce, args=(part,)) for part in parts]
+        start = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return time.perf_counter() - start
+
+    return data.nbytes / min(once() for _ in range(REPEATS))
+
+
+def active_bytes_per_token(model_dir: Path) -> dict[str, int]:
+    """Weight bytes one decode step reads: all initializers but gathered tables, and only top-k/E of the experts."""
+    import onnx  # noqa: PLC0415
+
+    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
+    sizes = {}
+    for tensor in graph.initializer:
+        length = next((int(e.value) for e in tensor.external_data if e.key == "length"), 0)
+        sizes[tensor.name] = length or len(tensor.raw_data)
+    gathered = {n.input[0] for n in graph.node if n.op_type in ("Gather", "GatherBlockQuantized")}
+    gathered |= {n.input[2] for n in graph.node if n.op_type == "GatherBlockQuantized" and len(n.input) > 2}
+    experts = {i for n in graph.node if n.op_type in ("QMoE", "MoE") for i in n.input[2:] if i in sizes}
+    config = json.loads((model_dir / "manifest.json").read_text())["source"]["shape"]
+    share = config["num_experts_per_tok"] / config["num_local_experts"]
+    total = sum(sizes.values())
+    expert_bytes = sum(sizes[i] for i in experts)
+    gathered_bytes = sum(sizes[i] for i in gathered if i in sizes)
+    return {
+        "weights": total,
+        "experts": expert_bytes,
+        "gathered": gathered_bytes,
+        "active": int(total - gathered_bytes - expert_bytes * (1 - share)),
+        "layers": config["num_hidden_layers"],
+    }
+
+
+def long_prefix(tokens: int, encode: Any) -> str:
+    """Real Python source (this package's own) cut to about `tokens` tokens."""
+    sources = sorted(Path(__file__).parent.glob("*.py")) + sorted(
+        (Path(__file__).parent.parent / "export").glob("*.py")
+    )
+    text = "\n".join(p.read_text() for p in sources)
+    while len(encode(text)) < tokens:
+        text += "\n" + text
+    lines = text.split("\n")
+    lo, hi = 1, len(lines)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(encode("\n".join(lines[:mid]))) < tokens:
+            lo = mid + 1
+        else:
+            hi = mid
+    return "\n".join(lines[:lo]) + "\n"
+
+
+async def measure_daemon(model_dir: Path, context: int, decode_tokens: int) -> dict[str, Any]:
+    from tokenizers import Tokenizer  # noqa: PLC0415
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    prefix = long_prefix(context - 350, lambda s: tokenizer.encode(s, add_special_tokens=False).ids)
+    saved = os.environ.get("OSS_EDGE_HOME")
+    with tempfile.TemporaryDirectory(prefix="oss-edge-bench-") as home:
+        os.environ["OSS_EDGE_HOME"] = home  # the daemon's socket and log live and die with this run
+        socket = Path(home) / "b.sock"
+        began = time.perf_counter()
+        client = await connect(socket, model_dir=model_dir, start=True, serve_args=["--idle-exit", "60"])
+        startup = time.perf_counter() - began
+        try:
+            return {"startup_s": round(startup, 2), **await _daemon_figures(client, prefix, decode_tokens)}
+        finally:
+            await client.call("shutdown")
+            await client.close()
+            if saved is None:
+                os.environ.pop("OSS_EDGE_HOME", None)
+            else:
+                os.environ["OSS_EDGE_HOME"] = saved
+
+
+async def _daemon_figures(client: RuntimeClient, prefix: str, decode_tokens: int) -> dict[str, Any]:
+    doc = {"path": "bench.py", "language": "python", "max_tokens": 1, "ignore_eos": True}
+    cold = await client.call("complete", {**doc, "prefix": prefix})
+    warm = []
+    typed = prefix
+    for key in "value = 1"[:REPEATS]:
+        typed += key
+        warm.append(await client.call("complete", {**doc, "prefix": typed}))
+    decode = [await client.call("complete", {**doc, "prefix": typed, "max_tokens": decode_tokens}) for _ in range(3)]
+    decode_cancel = []
+    for _ in range(REPEATS):
+        started = asyncio.Event()
+        call = await client.start("complete", {**doc, "prefix": typed, "max_tokens": 4000}, on_chunk=_signal(started))
+        await started.wait()
+        sent = time.perf_counter()
+        await client.cancel(call)
+        await call.future
+        decode_cancel.append((time.perf_counter() - sent) * 1000)
+    prefill_cancel = []
+    for attempt in range(REPEATS):
+        # a different file each time: its whole prompt must be read again, chunk by chunk
+        call = await client.start("complete", {**doc, "prefix": prefix, "path": f"cold{attempt}.py"})
+        await asyncio.sleep(0.02)
+        sent = time.perf_counter()
+        await client.cancel(call)
+        result = await call.future
+        if result["finish_reason"] == "cancelled":
+            prefill_cancel.append((time.perf_counter() - sent) * 1000)
+    status = await client.call("status")
+    decode_rate = statistics.median(r["tokens_per_s"] for r in decode)
+    return {
+        "prompt_tokens": cold["prompt_tokens"],
+        "ttft_cold_ms": cold["ttft_ms"],
+        "prefill_tokens_per_s": round(cold["prompt_tokens"] / (cold["prefill_ms"] / 1000), 1),
+        "ttft_warm_ms": statistics.median(r["ttft_ms"] for r in warm),
+        "warm_reused_share": round(min(r["cached_tokens"] / r["prompt_tokens"] for r in warm), 4),
+        "decode_tokens_per_s": decode_rate,
+        "decode_step_ms": round(1000 / decode_rate, 2),
+        "cancel_decode_worst_ms": round(max(decode_cancel), 2),
+        "cancel_prefill_worst_ms": round(max(prefill_cancel), 2) if prefill_cancel else None,
+        "chunk_tokens": status["throughput"]["chunk_tokens"],
+        "rss_bytes": status["memory"]["rss_bytes"],
+    }
+
+
+def _signal(event: asyncio.Event) -> ChunkHandler:
+    def on_chunk(channel: str, text: str) -> None:
+        event.set()
+
+    return on_chunk
+
+
+def measure_raw_engine(model_dir: Path, prompt_tokens: int, decode_tokens: int, threads: int) -> dict[str, Any]:
+    """The onnxruntime-genai loop with nothing around it: one append of the prompt, then generate_next_token."""
+    import onnxruntime_genai as og  # noqa: PLC0415
+
+    config = og.Config(str(model_dir))
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+    model = og.Model(config)
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(100, 1000, prompt_tokens).astype(np.int32)
+    prefill, decode = [], []
+    for _ in range(3):
+        params = og.GeneratorParams(model)
+        length = prompt_tokens + decode_tokens + 1
+        # min_length keeps an end-of-text token from finishing the run early (random weights emit them)
+        params.set_search_options(max_length=length, min_length=length, do_sample=False)
+        generator = og.Generator(model, params)
+        start = time.perf_counter()
+        generator.append_tokens(prompt)
+        prefill.append(time.perf_counter() - start)
+        generator.generate_next_token()
+        start = time.perf_counter()
+        for _ in range(decode_tokens):
+            generator.generate_next_token()
+        decode.append(time.perf_counter() - start)
+        if generator.token_count() != length:
+            raise RuntimeError(f"the raw loop stopped at {generator.token_count()} of {length} tokens")
+        del generator
+    return {
+        "prefill_tokens_per_s": round(prompt_tokens / min(prefill), 1),
+        "decode_tokens_per_s": round(decode_tokens / min(decode), 2),
+    }
+
+
+def ensure_model(shape: str, cache: Path) -> Path:
+    from export.synth import generate  # noqa: PLC0415  (bench needs the export extra)
+
+    name = shape.replace(":", "")
+    checkpoint = cache / f"{name}-mxfp4"
+    out = cache / f"{name}-int4-onnx"
+    if (out / "manifest.json").exists():
+        return out
+    if not (checkpoint / "config.json").exists():
+        print(f"generating synthetic {shape} checkpoint in {checkpoint}", file=sys.stderr)
+        generate(checkpoint, shape, "mxfp4", 0)
+    print(f"exporting {shape} to {out}", file=sys.stderr)
+    command = [sys.executable, "-m", "edge_runtime.cli", "export", str(checkpoint), "--out", str(out), "--force"]
+    subprocess.run(command, check=True)
+    return out
+
+
+def run(shapes: list[str], report_dir: Path, cache: Path, context: int, decode_tokens: int) -> dict[str, Any]:
+    from export.bench import machine  # noqa: PLC0415
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    threads = physical_cores()
+    # The machine's read bandwidth wanders on a shared host: sample it around every shape and keep the best.
+    bandwidth = [measure_read_bandwidth(threads)]
+    results = []
+    for shape in shapes:
+        model_dir = ensure_model(shape, cache)
+        folder = open_model_folder(model_dir)
+        print(f"measuring {shape}: daemon", file=sys.stderr)
+        daemon = asyncio.run(measure_daemon(model_dir, context, decode_tokens))
+        print(f"measuring {shape}: raw engine", file=sys.stderr)
+        raw = measure_raw_engine(model_dir, daemon["prompt_tokens"], decode_tokens, threads)
+        bandwidth.append(measure_read_bandwidth(threads))
+        results.append(
+            {
+                "shape": shape,
+                "layers": folder.layers,
+                "bytes": active_bytes_per_token(model_dir),
+                "daemon": daemon,
+                "raw": raw,
+                "decode_vs_raw": round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3),
+                "prefill_vs_raw": round(daemon["prefill_tokens_per_s"] / raw["prefill_tokens_per_s"], 3),
+                "warm_ttft_vs_decode_step": round(daemon["ttft_warm_ms"] / daemon["decode_step_ms"], 2),
+            }
+        )
+    peak = max(bandwidth)
+    for result in results:
+        result["roofline_tokens_per_s"] = round(peak / result["bytes"]["active"], 1)
+        result["decode_vs_roofline"] = round(
+            result["daemon"]["decode_tokens_per_s"] / result["roofline_tokens_per_s"], 3
+        )
+        result["raw_vs_roofline"] = round(result["raw"]["decode_tokens_per_s"] / result["roofline_tokens_per_s"], 3)
+    report = {
+        "benchmark": "runtime",
+        "machine": {
+            **machine(),
+            "read_bandwidth_bytes_per_s": round(peak),
+            "read_bandwidth_samples": [round(b) for b in bandwidth],
+            "threads": threads,
+        },
+        "context_tokens": context,
+        "decode_tokens": decode_tokens,
+        "results": results,
+        "extrapolated_24_layers": extrapolate(results, 24),
+        "command": f"oss-edge bench runtime {' '.join('--shape ' + s for s in shapes)} --context {context}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (report_dir / "runtime.json").write_text(json.dumps(report, indent=2) + "\n")
+    (report_dir / "runtime.md").write_text(markdown(report))
+    plot(report, report_dir / "runtime.png")
+    return report
+
+
+def extrapolate(results: list[dict[str, Any]], layers: int) -> dict[str, Any] | None:
+    """Per-token time and bytes are linear in the layer count: fit full-width slices, read off the real depth."""
+    wide = [r for r in results if r["shape"].startswith("slice:")]
+    if len({r["layers"] for r in wide}) < 2:
+        return None
+    x = np.array([r["layers"] for r in wide], dtype=float)
+
+    def at(values: list[float]) -> float:
+        slope, intercept = np.polyfit(x, np.array(values), 1)
+        return float(slope * layers + intercept)
+
+    step_ms = at([r["daemon"]["decode_step_ms"] for r in wide])
+    raw_ms = at([1000 / r["raw"]["decode_tokens_per_s"] for r in wide])
+    active = at([r["bytes"]["active"] for r in wide])
+    prefill_ms = at([1000 / r["daemon"]["prefill_tokens_per_s"] for r in wide])
+    bandwidth = wide[0]["roofline_tokens_per_s"] * wide[0]["bytes"]["active"]
+    return {
+        "layers": layers,
+        "decode_tokens_per_s": round(1000 / step_ms, 2),
+        "raw_decode_tokens_per_s": round(1000 / raw_ms, 2),
+        "roofline_tokens_per_s": round(bandwidth / active, 2),
+        "prefill_tokens_per_s": round(1000 / prefill_ms, 1),
+        "rss_bytes": int(at([r["daemon"]["rss_bytes"] for r in wide])),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"Runtime benchmark: {m['cpu_count']} CPUs ({m['threads']} threads), {m['memory_bytes'] / 2**30:.0f} GiB, "
+        f"read bandwidth {m['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (best of "
+        f"{', '.join(f'{b / 1e9:.0f}' for b in m['read_bandwidth_samples'])}), "
+        f"context {report['context_tokens']} tokens",
+        "",
+        "| shape | decode tok/s (daemon / raw / roofline) | daemon ÷ raw | ÷ roofline | prefill tok/s (daemon / raw) "
+        "| TTFT cold | TTFT warm (1 key) | warm ÷ decode step | cancel worst (decode / prefill) | RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        d, raw = r["daemon"], r["raw"]
+        cancel_prefill = f"{d['cancel_prefill_worst_ms']:.0f} ms" if d["cancel_prefill_worst_ms"] else "n/a"
+        lines.append(
+            f"| {r['shape']} | {d['decode_tokens_per_s']:.1f} / {raw['decode_tokens_per_s']:.1f} / "
+            f"{r['roofline_tokens_per_s']:.1f} | {r['decode_vs_raw']:.2f} | {r['decode_vs_roofline']:.2f} | "
+            f"{d['prefill_tokens_per_s']:.0f} / {raw['prefill_tokens_per_s']:.0f} | {d['ttft_cold_ms']:.0f} ms | "
+            f"{d['ttft_warm_ms']:.1f} ms | {r['warm_ttft_vs_decode_step']:.2f} | "
+            f"{d['cancel_decode_worst_ms']:.1f} ms / {cancel_prefill} | {d['rss_bytes'] / 1e9:.2f} GB |"
+        )
+    x = report.get("extrapolated_24_layers")
+    if x:
+        lines += [
+            "",
+            f"Extrapolated to {x['layers']} layers (gpt-oss-20b depth, linear fit over the full-width slices): "
+            f"decode {x['decode_tokens_per_s']:.1f} tok/s (raw engine {x['raw_decode_tokens_per_s']:.1f}, roofline "
+            f"{x['roofline_tokens_per_s']:.1f}), prefill {x['prefill_tokens_per_s']:.0f} tok/s, "
+            f"RSS {x['rss_bytes'] / 1e9:.1f} GB.",
+        ]
+    lines += ["", "Command:", "", f"    {report['command']}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415  (bench extra only)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    results = report["results"]
+    names = [r["shape"] for r in results]
+    x = np.arange(len(names))
+    figure, (speed, latency) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for offset, label, values in (
+        (-0.27, "roofline (memory bandwidth)", [r["roofline_tokens_per_s"] for r in results]),
+        (0.0, "raw onnxruntime-genai", [r["raw"]["decode_tokens_per_s"] for r in results]),
+        (0.27, "oss-edge daemon", [r["daemon"]["decode_tokens_per_s"] for r in results]),
+    ):
+        speed.bar(x + offset, values, width=0.27, label=label)
+    speed.set_xticks(x, names)
+    speed.set_yscale("log")
+    speed.set_ylabel("decode tokens per second (log)")
+    speed.set_title("Decode speed")
+    speed.legend()
+    for offset, label, values in (
+        (-0.2, "first token, cold cache", [r["daemon"]["ttft_cold_ms"] for r in results]),
+        (0.2, "first token after one keystroke", [r["daemon"]["ttft_warm_ms"] for r in results]),
+    ):
+        latency.bar(x + offset, values, width=0.4, label=label)
+    latency.set_xticks(x, names)
+    latency.set_yscale("log")
+    latency.set_ylabel(f"milliseconds on a {report['context_tokens']}-token context (log)")
+    latency.set_title("Time to first token")
+    latency.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
