@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from edge_runtime.commands import register_bench as register_runtime_bench  # noqa: PLC0415
     from export.cli import register as register_export  # noqa: PLC0415  (argparse only; heavy imports are lazy)
     from export.cli import register_bench  # noqa: PLC0415
+    from lsp_server.cli import register as register_lsp  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="oss-edge",
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     register_export(subparsers)
     register_runtime(subparsers)
+    register_lsp(subparsers)
     register_runtime_bench(register_bench(subparsers))
     return parser
 

@@ -92,7 +92,7 @@ def _socket_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _socket_for(args: argparse.Namespace) -> Path:
-    from edge_runtime.server import default_socket  # noqa: PLC0415
+    from edge_runtime.paths import default_socket  # noqa: PLC0415
 
     if args.socket:
         return Path(args.socket)

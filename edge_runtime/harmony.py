@@ -197,7 +197,7 @@ def render_completion_prompt(
 def render_explain_prompt(
     codec: HarmonyCodec, ctx: ExplainContext, max_tokens: int, date: str | None = None
 ) -> RenderedPrompt:
-    """A normal harmony chat that leaves the assistant to choose its channel (analysis first, then final)."""
+    """A normal harmony chat, with the assistant's analysis message opened (gpt-oss reasons before it answers)."""
     where = f" from {ctx.path}" if ctx.path else ""
     body = f"Explain this code{where}:\n{fence(ctx.language)}\n{ctx.code}\n```"
     if ctx.context:
@@ -208,8 +208,7 @@ def render_explain_prompt(
         *codec.system(ctx.reasoning, date),
         *codec.developer(EXPLAIN_INSTRUCTIONS),
         *codec.message("user", body),
-        codec.special.start,
-        *codec.text("assistant"),
+        *codec.header("assistant", "analysis"),
     ]
     if len(ids) > max_tokens:
         raise PromptTooLong(f"the selection needs {len(ids)} prompt tokens; the limit is {max_tokens}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -56,3 +57,12 @@ def _existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def model_key(model_dir: Path) -> str:
+    """A short stable name for a model folder: its daemon's socket and log are named after it."""
+    return hashlib.sha256(str(Path(model_dir).expanduser().resolve()).encode()).hexdigest()[:12]
+
+
+def default_socket(model_dir: Path) -> Path:
+    return runtime_dir() / f"{model_key(model_dir)}.sock"

@@ -81,6 +81,7 @@ class Scheduler:
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.worst_cancel_ms = 0.0
         self.totals = {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0, "generated_tokens": 0}
+        self.finish_reasons: dict[str, int] = {}
         self.thread = threading.Thread(target=self._loop, name="oss-edge-engine", daemon=True)
 
     def start(self) -> None:
@@ -146,6 +147,7 @@ class Scheduler:
                 "reuse_ratio": round(totals["cached_tokens"] / prompt, 4) if prompt else None,
                 **totals,
             },
+            "finish_reasons": dict(self.finish_reasons),
             "throughput": {
                 "decode_tokens_per_s": round(float(np.median(decode)), 2) if decode else None,
                 "prefill_tokens_per_s": (
@@ -205,7 +207,10 @@ class Scheduler:
         if job.parser is None:
             single = job.kind == "complete"
             job.parser = ChannelParser(
-                engine.codec.special, "final" if single else None, single_message=single, ignore_eos=job.ignore_eos
+                engine.codec.special,
+                "final" if single else "analysis",
+                single_message=single,
+                ignore_eos=job.ignore_eos,
             )
             job.decoder = DecodeText(engine.tokenizer)
             job.stopper = StopStrings(job.stops, job.lead)
@@ -302,6 +307,7 @@ class Scheduler:
             ("generated_tokens", len(job.generated)),
         ):
             self.totals[key] += value
+        self.finish_reasons[reason] = self.finish_reasons.get(reason, 0) + 1
         self.recent.append(result)
         job.done(result)
         return True

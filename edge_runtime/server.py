@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -43,7 +42,7 @@ from edge_runtime.harmony import (
     render_completion_prompt,
     render_explain_prompt,
 )
-from edge_runtime.paths import logs_dir, runtime_dir
+from edge_runtime.paths import logs_dir
 from edge_runtime.protocol import (
     MAX_FRAME_BYTES,
     NOTIFICATION,
@@ -62,14 +61,6 @@ log = logging.getLogger("oss_edge.server")
 MAX_NEIGHBOURS = 8
 # Unix socket paths are limited to about 104-108 bytes depending on the system.
 MAX_SOCKET_PATH = 100
-
-
-def model_key(model_dir: Path) -> str:
-    return hashlib.sha256(str(Path(model_dir).expanduser().resolve()).encode()).hexdigest()[:12]
-
-
-def default_socket(model_dir: Path) -> Path:
-    return runtime_dir() / f"{model_key(model_dir)}.sock"
 
 
 def tcp_info_path(socket_path: Path) -> Path:

@@ -174,8 +174,8 @@ def test_prompts_that_cannot_fit_are_refused(codec: HarmonyCodec) -> None:
         render_explain_prompt(codec, ExplainContext("z = 1\n" * 2000), 1000)
 
 
-def test_explain_prompt_carries_the_reasoning_effort_and_leaves_the_channel_open(codec: HarmonyCodec) -> None:
+def test_explain_prompt_carries_the_reasoning_effort_and_opens_the_analysis_channel(codec: HarmonyCodec) -> None:
     ids = render_explain_prompt(codec, ExplainContext("x = 1", "a.py", "python", reasoning="high"), 4096).ids
     text = codec.decode(ids)
     assert "Reasoning: high" in text
-    assert text.endswith("x = 1\n```<|end|><|start|>assistant")
+    assert text.endswith("x = 1\n```<|end|><|start|>assistant<|channel|>analysis<|message|>")

@@ -1,0 +1,106 @@
+"""The server's settings: initializationOptions and workspace/didChangeConfiguration, camelCase on the wire.
+
+Invalid values fall back to their defaults; `parse_settings` returns the problems so that the server can say what
+was wrong in one message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MULTILINE_POLICIES = ("auto", "always", "never")
+REASONING_EFFORTS = ("low", "medium", "high")
+
+
+@dataclass(kw_only=True)
+class Settings:
+    model_dir: str = ""
+    runtime_socket: str = ""
+    runtime_idle_exit: int = 900
+    max_tokens: int = 96
+    time_budget_ms: int = 2000
+    multiline: str = "auto"
+    debounce_ms: int = 80
+    prefix_lines: int = 120
+    suffix_lines: int = 40
+    neighbour_chunks: int = 4
+    chunk_lines: int = 32
+    max_alternatives: int = 3
+    languages: list[str] = field(default_factory=lambda: ["*"])
+    explain_effort: str = "medium"
+    explain_max_tokens: int = 1024
+
+    def enabled_for(self, language: str) -> bool:
+        return "*" in self.languages or language in self.languages
+
+
+_LIMITS: dict[str, tuple[int, int]] = {
+    "runtime_idle_exit": (0, 86400),
+    "max_tokens": (1, 1024),
+    "time_budget_ms": (100, 60000),
+    "debounce_ms": (0, 2000),
+    "prefix_lines": (1, 5000),
+    "suffix_lines": (0, 2000),
+    "neighbour_chunks": (0, 8),
+    "chunk_lines": (4, 200),
+    "max_alternatives": (1, 5),
+    "explain_max_tokens": (16, 8192),
+}
+_CHOICES = {"multiline": MULTILINE_POLICIES, "explain_effort": REASONING_EFFORTS}
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def setting_names() -> list[str]:
+    """The camelCase names clients send (editor settings mirror them)."""
+    return [camel(f.name) for f in dataclasses.fields(Settings)]
+
+
+def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
+    """Settings from a client's map (optionally nested under "ossEdge"), and a list of what was ignored and why."""
+    settings = dataclasses.replace(base) if base else Settings()
+    problems: list[str] = []
+    if raw is None:
+        return settings, problems
+    if isinstance(raw, dict) and isinstance(raw.get("ossEdge"), dict):
+        raw = raw["ossEdge"]
+    if not isinstance(raw, dict):
+        return settings, [f"settings must be an object, not {type(raw).__name__}"]
+    known = {camel(f.name): f for f in dataclasses.fields(Settings)}
+    for key, value in raw.items():
+        spec = known.get(key)
+        if spec is None:
+            problems.append(f"unknown setting {key!r}")
+            continue
+        error = _check(spec.name, value)
+        if error:
+            problems.append(f"{key}: {error}; using {getattr(Settings(), spec.name)!r}")
+            setattr(settings, spec.name, getattr(Settings(), spec.name))
+        else:
+            setattr(settings, spec.name, list(value) if isinstance(value, list) else value)
+    return settings, problems
+
+
+def _check(name: str, value: Any) -> str | None:
+    default = getattr(Settings(), name)
+    if isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"expected a whole number, got {value!r}"
+        low, high = _LIMITS[name]
+        if not low <= value <= high:
+            return f"{value} is outside {low}..{high}"
+        return None
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            return f"expected a list of language ids, got {value!r}"
+        return None
+    if not isinstance(value, str):
+        return f"expected a string, got {value!r}"
+    if name in _CHOICES and value not in _CHOICES[name]:
+        return f"{value!r} is not one of {', '.join(_CHOICES[name])}"
+    return None

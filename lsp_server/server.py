@@ -1,0 +1,444 @@
+"""`oss-edge lsp`: the language server editors talk to. Thin handlers; the work is in context, cleanup and the link.
+
+Completion comes two ways: `textDocument/inlineCompletion` (LSP 3.18) for clients that show ghost text, and
+`textDocument/completion` only when invoked explicitly, for clients without it — a model completion costs hundreds
+of milliseconds, too much to start on every trigger character next to the other completion sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from lsprotocol import types
+from lsprotocol.converters import get_converter
+from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
+
+from edge_runtime import __version__
+from lsp_server.cleanup import Surroundings, clean, indent_unit
+from lsp_server.config import Settings, parse_settings
+from lsp_server.context import ChunkRing, Cursor, Window, clamp_cursor, window
+from lsp_server.runtime_link import NoModel, RuntimeLink
+
+log = logging.getLogger("oss_edge.lsp")
+
+EXPLAIN_COMMAND = "ossEdge.explainSelection"
+EXPLANATION_NOTIFICATION = "ossEdge/explanation"
+WORD = re.compile(r"[\w$]*$")
+MAX_DOCUMENT_CHARS = 20_000_000
+CONVERTER = get_converter()
+
+
+@dataclass
+class Suggestion:
+    """The last suggestion shown for a document, kept for type-through."""
+
+    line: int
+    line_before: str
+    text: str
+
+
+class OssEdgeServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("oss-edge", __version__)
+        self.settings = Settings()
+        self.ring = ChunkRing()
+        self.link = RuntimeLink()
+        self.languages: dict[str, str] = {}
+        self.generation: dict[str, int] = {}
+        self.suggestions: dict[str, Suggestion] = {}
+        self.active_uri: str | None = None
+        self.root: str | None = None
+        self.progress_supported = False
+        self.shut_down = False
+        self.pending_problems: list[str] = []
+        self.stats = {"requests": 0, "type_through": 0, "superseded": 0, "generations": 0, "shown": 0}
+
+    # --- helpers -------------------------------------------------------------------------------------------
+
+    def message(self, text: str, kind: types.MessageType = types.MessageType.Warning) -> None:
+        if not self.shut_down:
+            self.window_show_message(types.ShowMessageParams(type=kind, message=f"oss-edge: {text}"))
+
+    def apply_settings(self, raw: Any, base: Settings | None = None) -> None:
+        self.settings, problems = parse_settings(raw, base)
+        if problems:
+            self.message("ignored invalid settings: " + "; ".join(problems))
+        try:
+            self.link.configure(self.settings)
+        except NoModel as exc:
+            self.link.model_dir = None
+            self.message(str(exc))
+
+    def relative_path(self, uri: str) -> str:
+        parsed = urlparse(uri)
+        path = unquote(parsed.path) if parsed.scheme in ("file", "") else f"{parsed.scheme}:{unquote(parsed.path)}"
+        if self.root and path.startswith(self.root.rstrip("/") + "/"):
+            return path[len(self.root.rstrip("/")) + 1 :]
+        return path
+
+    def document(self, uri: str) -> TextDocument | None:
+        """Only documents the client opened: their text is what the user sees."""
+        document = self.workspace.text_documents.get(uri)
+        if document is None or len(document.source) > MAX_DOCUMENT_CHARS:
+            return None
+        return document
+
+    def remember(self, uri: str, around: int) -> None:
+        document = self.workspace.text_documents.get(uri)
+        if document is not None and "\x00" not in document.source[:4096]:
+            lines = list(document.lines)
+            self.ring.add(uri, self.relative_path(uri), lines, around, self.settings.chunk_lines)
+
+    async def show_progress(
+        self, token: str, phase: str, text: str | None, percent: int | None, cancellable: bool = False
+    ) -> None:
+        if not self.progress_supported or self.shut_down:
+            return
+        if phase == "begin":
+            try:
+                await self.work_done_progress.create_async(token)
+            except Exception:  # a client may refuse; progress is a courtesy
+                return
+            self.work_done_progress.begin(
+                token,
+                types.WorkDoneProgressBegin(
+                    title="oss-edge", message=text, percentage=percent, cancellable=cancellable
+                ),
+            )
+        elif token in self.work_done_progress.tokens:
+            if phase == "report":
+                self.work_done_progress.report(token, types.WorkDoneProgressReport(message=text, percentage=percent))
+            else:
+                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=text))
+                self.work_done_progress.tokens.pop(token, None)
+
+    def start_runtime(self) -> None:
+        if self.link.model_dir is None or self.link.ready:
+            return
+        token = f"oss-edge-load-{uuid.uuid4().hex[:8]}"
+
+        async def report(phase: str, text: str | None, percent: int | None) -> None:
+            await self.show_progress(token, phase, text, percent)
+
+        task = self.link.start(report)
+        task.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.result() is None and self.link.last_error:
+            self.message(f"the model could not be started: {self.link.last_error}", types.MessageType.Error)
+
+    # --- completion ----------------------------------------------------------------------------------------
+
+    async def suggest(
+        self, uri: str, position: types.Position, alternatives: int, selected: tuple[types.Range, str] | None
+    ) -> tuple[TextDocument, Cursor, list[str]] | None:
+        """Cleaned suggestions at a position, or None. Type-through, debounce and supersession happen here."""
+        self.stats["requests"] += 1
+        document = self.document(uri)
+        if document is None or not self.settings.enabled_for(self.languages.get(uri, "")):
+            return None
+        lines = list(document.lines)
+        server_position = document.position_codec.position_from_client_units(lines, position)
+        cursor = clamp_cursor(lines, server_position.line, server_position.character)
+        if self.active_uri != uri:
+            if self.active_uri is not None and self.active_uri in self.suggestions:
+                self.remember(self.active_uri, self.suggestions[self.active_uri].line)
+            self.active_uri = uri
+        view = window(lines, cursor, self.settings.prefix_lines, self.settings.suffix_lines, self.settings.chunk_lines)
+        if "\x00" in view.prefix or "\x00" in view.suffix:
+            return None
+        if selected is None:
+            remainder = self.type_through(uri, cursor, view.line_before)
+            if remainder is not None:
+                self.stats["type_through"] += 1
+                return document, cursor, [remainder]
+        ticket = self.generation.get(uri, 0) + 1
+        self.generation[uri] = ticket
+        if self.settings.debounce_ms:
+            await asyncio.sleep(self.settings.debounce_ms / 1000)
+        if self.generation.get(uri) != ticket:
+            self.stats["superseded"] += 1
+            return None
+        prefix, line_before = view.prefix, view.line_before
+        if selected is not None:
+            prefix, line_before = prefix + selected[1], line_before + selected[1]
+        multiline = self.settings.multiline == "always" or (
+            self.settings.multiline == "auto" and not view.line_after.strip()
+        )
+        where = Surroundings(line_before, view.line_after, view.suffix, indent_unit(lines), multiline)
+        texts = await self.generate(uri, view, prefix, multiline, where, alternatives)
+        if not texts:
+            return None
+        if selected is None:
+            self.suggestions[uri] = Suggestion(cursor.line, view.line_before, texts[0])
+        self.stats["shown"] += 1
+        return document, cursor, texts
+
+    async def generate(
+        self, uri: str, view: Window, prefix: str, multiline: bool, where: Surroundings, alternatives: int
+    ) -> list[str]:
+        params: dict[str, Any] = {
+            "prefix": prefix,
+            "suffix": view.suffix,
+            "path": self.relative_path(uri),
+            "language": self.languages.get(uri, ""),
+            "document": uri,
+            "neighbours": self.ring.neighbours(uri, self.settings.neighbour_chunks),
+            "max_tokens": self.settings.max_tokens,
+            "time_budget_ms": self.settings.time_budget_ms,
+        }
+        if not multiline:
+            params["stop"] = ["\n"]
+        texts: list[str] = []
+        for attempt in range(alternatives):
+            if attempt:
+                params.update(temperature=0.8, seed=attempt)
+            self.stats["generations"] += 1
+            result = await self.link.run("complete", params, None, wait=False)
+            if result is None:
+                break
+            text = clean(result["text"], where)
+            if text and text not in texts:
+                texts.append(text)
+        return texts
+
+    def type_through(self, uri: str, cursor: Cursor, line_before: str) -> str | None:
+        """While the user types what the suggestion says, the rest of the suggestion, with no model work."""
+        last = self.suggestions.get(uri)
+        if last is None or last.line != cursor.line or not line_before.startswith(last.line_before):
+            return None
+        typed = line_before[len(last.line_before) :]
+        if typed and last.text.startswith(typed) and len(typed) < len(last.text):
+            return last.text[len(typed) :]
+        return None
+
+
+SERVER = OssEdgeServer()
+
+
+@SERVER.feature(types.INITIALIZE)
+def initialize(ls: OssEdgeServer, params: types.InitializeParams) -> None:
+    window_caps = params.capabilities.window
+    ls.progress_supported = bool(window_caps and window_caps.work_done_progress)
+    if params.workspace_folders:
+        ls.root = unquote(urlparse(params.workspace_folders[0].uri).path)
+    elif params.root_uri:
+        ls.root = unquote(urlparse(params.root_uri).path)
+    ls.settings, ls.pending_problems = parse_settings(params.initialization_options)
+
+
+@SERVER.feature(types.INITIALIZED)
+def initialized(ls: OssEdgeServer, params: types.InitializedParams) -> None:
+    ls.apply_settings(None, ls.settings)
+    if ls.pending_problems:
+        ls.message("ignored invalid settings: " + "; ".join(ls.pending_problems))
+    ls.start_runtime()
+
+
+@SERVER.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+def did_change_configuration(ls: OssEdgeServer, params: types.DidChangeConfigurationParams) -> None:
+    ls.apply_settings(params.settings, ls.settings)
+    ls.start_runtime()
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_OPEN)
+def did_open(ls: OssEdgeServer, params: types.DidOpenTextDocumentParams) -> None:
+    ls.languages[params.text_document.uri] = params.text_document.language_id
+    ls.remember(params.text_document.uri, 0)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_SAVE)
+def did_save(ls: OssEdgeServer, params: types.DidSaveTextDocumentParams) -> None:
+    last = ls.suggestions.get(params.text_document.uri)
+    ls.remember(params.text_document.uri, last.line if last else 0)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: OssEdgeServer, params: types.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    for table in (ls.languages, ls.generation, ls.suggestions):
+        table.pop(uri, None)
+    if ls.active_uri == uri:
+        ls.active_uri = None
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+async def inline_completion(
+    ls: OssEdgeServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList | None:
+    invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+    info = params.context.selected_completion_info
+    selected = (info.range, info.text) if info is not None else None
+    outcome = await ls.suggest(
+        params.text_document.uri, params.position, ls.settings.max_alternatives if invoked else 1, selected
+    )
+    if outcome is None:
+        return None
+    document, cursor, texts = outcome
+    here = document.position_to_client_units(_server_position(cursor))
+    if selected is not None:
+        items = [
+            types.InlineCompletionItem(
+                insert_text=selected[1] + text, range=types.Range(start=selected[0].start, end=here)
+            )
+            for text in texts
+        ]
+    else:
+        items = [
+            types.InlineCompletionItem(insert_text=text, range=types.Range(start=here, end=here)) for text in texts
+        ]
+    return types.InlineCompletionList(items=items)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
+async def completion(ls: OssEdgeServer, params: types.CompletionParams) -> types.CompletionList | None:
+    context = params.context
+    if context is not None and context.trigger_kind != types.CompletionTriggerKind.Invoked:
+        return None
+    outcome = await ls.suggest(params.text_document.uri, params.position, 1, None)
+    if outcome is None:
+        return None
+    document, cursor, texts = outcome
+    line = document.lines[cursor.line] if document.lines else ""
+    word = WORD.search(line[: cursor.column])
+    typed = word.group(0) if word else ""
+    start = document.position_to_client_units(_server_position(Cursor(cursor.line, cursor.column - len(typed))))
+    end = document.position_to_client_units(_server_position(cursor))
+    items = []
+    for text in texts:
+        first = text.split("\n", 1)[0]
+        items.append(
+            types.CompletionItem(
+                label=(typed + first).strip()[:80] or text.strip()[:80],
+                kind=types.CompletionItemKind.Text,
+                detail="oss-edge",
+                filter_text=typed + first,
+                sort_text="0",
+                text_edit=types.TextEdit(range=types.Range(start=start, end=end), new_text=typed + text),
+                insert_text_format=types.InsertTextFormat.PlainText,
+                documentation=types.MarkupContent(
+                    kind=types.MarkupKind.Markdown,
+                    value=f"```{ls.languages.get(params.text_document.uri, '')}\n{typed + text}\n```",
+                ),
+            )
+        )
+    return types.CompletionList(is_incomplete=False, items=items)
+
+
+@SERVER.feature(
+    types.TEXT_DOCUMENT_CODE_ACTION,
+    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.Empty], resolve_provider=False),
+)
+def code_action(ls: OssEdgeServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+    if params.range.start == params.range.end or ls.document(params.text_document.uri) is None:
+        return None
+    arguments = [{"uri": params.text_document.uri, "range": CONVERTER.unstructure(params.range)}]
+    return [
+        types.CodeAction(
+            title="Explain selection (oss-edge)",
+            kind=types.CodeActionKind.Empty,
+            command=types.Command(title="Explain selection", command=EXPLAIN_COMMAND, arguments=arguments),
+        )
+    ]
+
+
+@SERVER.command(EXPLAIN_COMMAND)
+async def explain_selection(ls: OssEdgeServer, *args: Any) -> str | None:
+    """Arguments: {"uri", "range", "reasoning"?} (or uri, range, reasoning as three values). Returns markdown."""
+    uri, range_, effort = _explain_arguments(args)
+    document = ls.document(uri)
+    if document is None:
+        raise ValueError(f"{uri} is not open")
+    code = document.text_in_client_range(range_).strip("\n")
+    if not code.strip():
+        return None
+    lines = list(document.lines)
+    start = document.position_codec.position_from_client_units(lines, range_.start).line
+    context = "".join(lines[max(0, start - 20) : start])
+    request_id = uuid.uuid4().hex[:12]
+    token = f"oss-edge-explain-{request_id}"
+    parts: list[str] = []
+    began = time.monotonic()
+
+    def on_chunk(channel: str, text: str) -> None:
+        if ls.shut_down:
+            return
+        ls.protocol.notify(
+            EXPLANATION_NOTIFICATION, {"id": request_id, "uri": uri, "channel": channel, "delta": text, "done": False}
+        )
+        if channel == "final":
+            parts.append(text)
+            if ls.progress_supported and token in ls.work_done_progress.tokens:
+                words = len("".join(parts).split())
+                ls.work_done_progress.report(token, types.WorkDoneProgressReport(message=f"{words} words"))
+        elif ls.progress_supported and token in ls.work_done_progress.tokens:
+            ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="thinking…"))
+
+    await ls.show_progress(token, "begin", "explaining the selection", None, cancellable=True)
+    task = asyncio.current_task()
+    cancel_from_client = ls.work_done_progress.tokens.get(token)
+    if cancel_from_client is not None and task is not None:
+        # window/workDoneProgress/cancel cancels the token's future: stop the explanation with it
+        cancel_from_client.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
+    try:
+        result = await ls.link.run(
+            "explain",
+            {
+                "code": code,
+                "path": ls.relative_path(uri),
+                "language": ls.languages.get(uri, ""),
+                "context": context,
+                "reasoning": effort or ls.settings.explain_effort,
+                "max_tokens": ls.settings.explain_max_tokens,
+            },
+            on_chunk,
+            wait=True,
+        )
+    finally:
+        await ls.show_progress(token, "end", f"done in {time.monotonic() - began:.1f} s", None)
+    if result is None:
+        raise RuntimeError(f"the model is not available: {ls.link.last_error or 'no model configured'}")
+    markdown = result["text"].strip()
+    if not ls.shut_down:
+        ls.protocol.notify(
+            EXPLANATION_NOTIFICATION,
+            {"id": request_id, "uri": uri, "channel": "final", "delta": "", "done": True, "markdown": markdown},
+        )
+    return markdown
+
+
+@SERVER.feature(types.SHUTDOWN)
+async def shutdown(ls: OssEdgeServer, params: None) -> None:
+    ls.shut_down = True  # nothing may be sent after shutdown: the client closes our stdout
+    await ls.link.close()
+
+
+def _server_position(cursor: Cursor) -> Any:
+    from pygls.workspace.position_codec import ServerTextPosition  # noqa: PLC0415
+
+    return ServerTextPosition(cursor.line, cursor.column)
+
+
+def _explain_arguments(args: tuple[Any, ...]) -> tuple[str, types.Range, str | None]:
+    values = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
+    if len(values) == 1 and isinstance(values[0], dict):
+        spec = values[0]
+        values = [spec.get("uri"), spec.get("range"), spec.get("reasoning")]
+    if len(values) < 2 or not isinstance(values[0], str) or not isinstance(values[1], dict):
+        raise ValueError("explainSelection takes {uri, range, reasoning?}")
+    try:
+        range_ = CONVERTER.structure(values[1], types.Range)
+    except Exception as exc:
+        raise ValueError(f"not a range: {values[1]!r}") from exc
+    effort = values[2] if len(values) > 2 else None
+    if effort not in (None, "low", "medium", "high"):
+        raise ValueError("reasoning must be low, medium or high")
+    return values[0], range_, effort
