@@ -21,7 +21,10 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from edge_runtime.client import connect
 
 SERVER = [sys.executable, "-m", "edge_runtime.cli", "lsp"]
-SOURCE = 'import math\n\n\ndef area(radius):\n    """The area of a circle."""\n    return math.pi * radius ** 2\n\n\ndef circumference(radius):\n    '
+SOURCE = (
+    'import math\n\n\ndef area(radius):\n    """The area of a circle."""\n    return math.pi * radius ** 2\n\n\n'
+    "def circumference(radius):\n    "
+)
 URI = "file:///work/circle.py"
 
 
@@ -227,7 +230,7 @@ async def test_cancel_request_stops_the_generation_in_the_runtime(client: Langua
             break
         await asyncio.sleep(0.005)
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="to-cancel"))
-    with pytest.raises(Exception, match="[Cc]ancel"):
+    with pytest.raises(Exception, match=r"[Cc]ancel"):
         await request
     for _ in range(200):
         status = await runtime_status(user_home)
