@@ -18,7 +18,9 @@ from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from lsprotocol.converters import get_converter
+from pygls.exceptions import JsonRpcServerNotInitialized
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.workspace import TextDocument
 
 from edge_runtime import __version__
@@ -45,9 +47,21 @@ class Suggestion:
     text: str
 
 
+class Protocol(LanguageServerProtocol):
+    """pygls drops requests after shutdown without a word; the specification wants an InvalidRequest error."""
+
+    def handle_message(self, message: Any) -> None:
+        method = getattr(message, "method", None)
+        if self._shutdown and method not in (None, types.EXIT) and getattr(message, "id", None) is not None:
+            error = types.ResponseError(code=types.ErrorCodes.InvalidRequest, message="the server is shut down")
+            self._send_response(message.id, error=error)
+            return
+        super().handle_message(message)
+
+
 class OssEdgeServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("oss-edge", __version__)
+        super().__init__("oss-edge", __version__, protocol_cls=Protocol)
         self.settings = Settings()
         self.ring = ChunkRing()
         self.link = RuntimeLink()
@@ -59,6 +73,7 @@ class OssEdgeServer(LanguageServer):
         self.progress_supported = False
         self.shut_down = False
         self.pending_problems: list[str] = []
+        self.ready_for_requests = False
         self.stats = {"requests": 0, "type_through": 0, "superseded": 0, "generations": 0, "shown": 0}
 
     # --- helpers -------------------------------------------------------------------------------------------
@@ -86,6 +101,8 @@ class OssEdgeServer(LanguageServer):
 
     def document(self, uri: str) -> TextDocument | None:
         """Only documents the client opened: their text is what the user sees."""
+        if not self.ready_for_requests:
+            raise JsonRpcServerNotInitialized("initialize first")
         document = self.workspace.text_documents.get(uri)
         if document is None or len(document.source) > MAX_DOCUMENT_CHARS:
             return None
@@ -233,6 +250,7 @@ def initialize(ls: OssEdgeServer, params: types.InitializeParams) -> None:
     elif params.root_uri:
         ls.root = unquote(urlparse(params.root_uri).path)
     ls.settings, ls.pending_problems = parse_settings(params.initialization_options)
+    ls.ready_for_requests = True
 
 
 @SERVER.feature(types.INITIALIZED)

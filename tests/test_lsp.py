@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import os
 import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +361,58 @@ async def test_without_a_model_one_message_says_what_to_run(client: LanguageClie
     assert "oss-edge export" in client.messages[0].message
     open_document(client, URI, SOURCE)
     assert await inline(client, URI, end_of(SOURCE)) is None
+
+
+def lsp_exchange(messages: list[dict[str, Any]], expect: int) -> list[dict[str, Any]]:
+    """Raw JSON-RPC over the server's stdio: send the messages, read `expect` messages back."""
+
+    process = subprocess.Popen(SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert process.stdin is not None and process.stdout is not None
+    for message in messages:
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    process.stdin.flush()
+    replies = []
+    watchdog = threading.Timer(30, process.kill)  # a missing reply fails the test instead of hanging it
+    watchdog.start()
+    try:
+        while len(replies) < expect:
+            length = 0
+            while (header := process.stdout.readline().strip()) != b"":
+                if header.lower().startswith(b"content-length:"):
+                    length = int(header.split(b":")[1])
+            replies.append(json.loads(process.stdout.read(length)))
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait(10)
+    return replies
+
+
+def test_requests_before_initialize_and_after_shutdown_get_errors() -> None:
+    completion = {
+        "method": "textDocument/inlineCompletion",
+        "params": {
+            "textDocument": {"uri": URI},
+            "position": {"line": 0, "character": 0},
+            "context": {"triggerKind": 1},
+        },
+    }
+    before = lsp_exchange([{"id": 1, **completion}], expect=1)
+    assert before[0]["id"] == 1 and before[0]["error"]["code"] == -32002  # ServerNotInitialized
+    replies = lsp_exchange(
+        [
+            {
+                "id": 1,
+                "method": "initialize",
+                "params": {"capabilities": {}, "initializationOptions": {"modelDir": ""}},
+            },
+            {"method": "initialized", "params": {}},
+            {"id": 2, "method": "shutdown"},
+            {"id": 3, **completion},
+        ],
+        expect=4,
+    )
+    by_id = {r.get("id"): r for r in replies if "id" in r}
+    assert "result" in by_id[1] and by_id[2]["result"] is None
+    assert by_id[3]["error"]["code"] == -32600  # InvalidRequest after shutdown
