@@ -1,4 +1,4 @@
-# Quickstart targets: `make run` (set up, then export gpt-oss-20b) and `make test` (set up, then every check).
+# Quickstart targets: `make run` (set up, export gpt-oss-20b once, then the demo) and `make test` (set up, then every check).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,22 +18,25 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[export]' --group dev
 	touch $(STAMP)
 
-# The main job. Offline, or without weights, it says what to do; SYNTHETIC=1 runs the whole
-# pipeline on a synthetic tiny gpt-oss checkpoint instead (random weights, generated locally).
+# The main job: a model folder (exported once), then `oss-edge demo`, which drives the language server as an editor
+# would and leaves the model loaded for editors. Offline, or without weights, it says what to do; SYNTHETIC=1 runs
+# the whole product on a synthetic tiny gpt-oss checkpoint instead (random weights, generated locally).
 run: setup
 ifeq ($(SYNTHETIC),1)
-	@echo "SYNTHETIC=1: exporting a synthetic tiny gpt-oss checkpoint (random weights), not the real model"
+	@echo "SYNTHETIC=1: a synthetic tiny gpt-oss checkpoint (random weights), not the real model"
 	@test -d $(SYNTH_DIR)/tiny || $(BIN)/oss-edge synth $(SYNTH_DIR)/tiny --shape tiny
-	$(BIN)/oss-edge export $(SYNTH_DIR)/tiny --out $(SYNTH_DIR)/tiny-int4 --force --parity
-	$(BIN)/oss-edge verify $(SYNTH_DIR)/tiny-int4 --reference $(SYNTH_DIR)/tiny
+	@test -f $(SYNTH_DIR)/tiny-int4/manifest.json || \
+	  $(BIN)/oss-edge export $(SYNTH_DIR)/tiny --out $(SYNTH_DIR)/tiny-int4 --force --parity
+	$(BIN)/oss-edge demo --model $(SYNTH_DIR)/tiny-int4
 else
-	@$(BIN)/oss-edge export $(MODEL) || { status=$$?; \
+	@$(BIN)/oss-edge export $(MODEL) || { status=$$?; test $$status -eq 5 && exit 0; \
 	  echo ""; \
 	  echo "No model could be exported from $(MODEL). Either pass a local checkpoint folder:"; \
 	  echo "    make run MODEL=/path/to/gpt-oss-20b"; \
-	  echo "or try the whole pipeline on a synthetic tiny checkpoint (random weights, made here):"; \
+	  echo "or try the whole product on a synthetic tiny checkpoint (random weights, made here):"; \
 	  echo "    make run SYNTHETIC=1"; \
 	  exit $$status; }
+	$(BIN)/oss-edge demo
 endif
 
 test: setup lint typecheck pytest

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 CLOSERS = ")]}>\"'`;,"
 FENCE = re.compile(r"\n?```.*$", re.DOTALL)
+UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")  # control characters and undecodable bytes
 
 
 @dataclass
@@ -47,7 +48,7 @@ def indent_unit(lines: list[str]) -> str:
 
 
 def clean(text: str, where: Surroundings) -> str | None:
-    text = FENCE.sub("", text)
+    text = UNPRINTABLE.sub("", FENCE.sub("", text))
     lines = [line.rstrip() for line in text.split("\n")]
     if not where.multiline:
         lines = lines[:1]

@@ -384,6 +384,7 @@ async def explain_selection(ls: OssEdgeServer, *args: Any) -> str | None:
     request_id = uuid.uuid4().hex[:12]
     token = f"oss-edge-explain-{request_id}"
     parts: list[str] = []
+    thinking: list[bool] = []
     began = time.monotonic()
 
     def on_chunk(channel: str, text: str) -> None:
@@ -397,7 +398,8 @@ async def explain_selection(ls: OssEdgeServer, *args: Any) -> str | None:
             if ls.progress_supported and token in ls.work_done_progress.tokens:
                 words = len("".join(parts).split())
                 ls.work_done_progress.report(token, types.WorkDoneProgressReport(message=f"{words} words"))
-        elif ls.progress_supported and token in ls.work_done_progress.tokens:
+        elif not parts and not thinking and ls.progress_supported and token in ls.work_done_progress.tokens:
+            thinking.append(True)
             ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="thinking…"))
 
     await ls.show_progress(token, "begin", "explaining the selection", None, cancellable=True)

@@ -106,3 +106,8 @@ def test_setting_names_are_camel_case() -> None:
     names = setting_names()
     assert "modelDir" in names and "timeBudgetMs" in names and "explainEffort" in names
     assert all("_" not in n for n in names)
+
+
+def test_control_characters_and_undecodable_bytes_are_dropped() -> None:
+    assert clean("a\x7fb\x11c\ufffd", around("")) == "abc"
+    assert clean("\tx = 1", around("")) == "\tx = 1"

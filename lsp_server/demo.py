@@ -1,0 +1,132 @@
+"""`oss-edge demo`: the whole product in a terminal. An LSP session against our own server types a sample file,
+prints each suggestion with its latency, streams one explanation, and sums up the timings and the cache reuse."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+from edge_runtime.client import connect
+from edge_runtime.paths import default_socket
+from lsp_server.config import Settings
+from lsp_server.runtime_link import NoModel, find_model
+from lsp_server.session import EditorSession, first_text
+
+SAMPLE = '''import math
+
+
+def mean(values):
+    """The arithmetic mean of a non-empty sequence."""
+    return sum(values) / len(values)
+
+
+def stdev(values):
+    centre = mean(values)
+    squares = [(v - centre) ** 2 for v in values]
+    return math.sqrt(sum(squares) / (len(values) - 1))
+'''
+
+
+def run_demo(model: Path | None, sample: Path | None, language: str, reasoning: str, ready_timeout: float) -> int:
+    try:
+        model_dir = model or find_model(Settings())
+    except NoModel as exc:
+        print(f"oss-edge demo: {exc}", file=sys.stderr)
+        print("To try the whole pipeline on a synthetic model: make run SYNTHETIC=1", file=sys.stderr)
+        return 2
+    text = sample.read_text() if sample else SAMPLE
+    name = sample.name if sample else "stats.py"
+    return asyncio.run(_demo(model_dir, text, name, language, reasoning, ready_timeout))
+
+
+async def _demo(model_dir: Path, text: str, name: str, language: str, reasoning: str, ready_timeout: float) -> int:
+    out = sys.stdout
+    print(f"oss-edge demo: model {model_dir}", file=out)
+    session = EditorSession(
+        {"modelDir": str(model_dir), "debounceMs": 0},
+        on_message=lambda m: print(f"  [server] {m}", file=out),
+        on_progress=lambda m: print(f"  [progress] {m}", file=out, flush=True),
+    )
+    streamed: list[str] = []
+
+    def on_explanation(note: dict[str, Any]) -> None:
+        if note.get("done") or not note.get("delta"):
+            return
+        if note.get("channel") == "final":
+            streamed.append(note["delta"])
+            out.write(note["delta"])
+            out.flush()
+
+    session.on_explanation = on_explanation
+    await session.start()
+    try:
+        uri = session.open(Path.cwd() / name, "", language)
+        print("starting the language server and the model …", file=out, flush=True)
+        waited = await session.wait_ready(uri, ready_timeout)
+        print(f"first suggestion after {waited:.1f} s (model start included)\n", file=out)
+        print(f"typing {name}, asking for a suggestion at the end of each line:", file=out)
+        latencies = []
+        for line in text.splitlines(keepends=True):
+            body = line.rstrip("\n")
+            if body:
+                session.type(uri, body)
+                timed = await session.inline(uri)
+                latencies.append(timed.seconds)
+                suggestion = first_text(timed.result)
+                shown = repr(suggestion.split("\n")[0][:60]) if suggestion else "(none)"
+                print(f"  {body[-40:]!s:>40} │ {shown}  {timed.seconds * 1000:6.0f} ms", file=out, flush=True)
+            session.type(uri, line[len(body) :])
+        end = len(text.splitlines()) - 1
+        print(f"\nexplaining the whole file (reasoning: {reasoning}):\n", file=out)
+        explained = await session.explain(
+            uri, types.Position(line=0, character=0), types.Position(line=end + 1, character=0), reasoning
+        )
+        if not streamed and explained.result:
+            out.write(str(explained.result))
+        answer = explained.result or "(no answer: the model wrote no final message within its token budget)"
+        if not streamed:
+            print(textwrap.indent(str(answer), "  "), file=out)
+        print(f"\n\nexplanation took {explained.seconds:.1f} s", file=out)
+        status = await _runtime_status(model_dir)
+        print("\ntimings", file=out)
+        if latencies:
+            ordered = sorted(latencies)
+            p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+            print(
+                f"  suggestions: {len(latencies)}, median {statistics.median(latencies) * 1000:.0f} ms, "
+                f"p95 {p95 * 1000:.0f} ms",
+                file=out,
+            )
+        if status:
+            cache, speed = status["cache"], status["throughput"]
+            print(
+                f"  prompt tokens served from the KV cache: {100 * (cache['reuse_ratio'] or 0):.1f}% "
+                f"of {cache['prompt_tokens']}; decode {speed['decode_tokens_per_s']} tok/s; "
+                f"daemon RSS {status['memory']['rss_bytes'] / 1e9:.2f} GB on {status['provider']}",
+                file=out,
+            )
+        print(
+            "\nThe model stays loaded for 15 minutes. Editors connect to it through `oss-edge lsp`: see editors/.",
+            file=out,
+        )
+    finally:
+        await session.stop()
+    return 0
+
+
+async def _runtime_status(model_dir: Path) -> dict[str, Any] | None:
+    try:
+        runtime = await connect(default_socket(model_dir), client="oss-edge demo")
+    except Exception:
+        return None
+    try:
+        status: dict[str, Any] = await runtime.call("status", timeout=10)
+        return status
+    finally:
+        await runtime.close()
