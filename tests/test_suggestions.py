@@ -110,4 +110,4 @@ def test_setting_names_are_camel_case() -> None:
 
 def test_control_characters_and_undecodable_bytes_are_dropped() -> None:
     assert clean("a\x7fb\x11c\ufffd", around("")) == "abc"
-    assert clean("\tx = 1", around("")) == "\tx = 1"
+    assert clean("\tx = 1", around("", unit="\t")) == "\tx = 1"
