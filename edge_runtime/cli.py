@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     from export.cli import register as register_export  # noqa: PLC0415  (argparse only; heavy imports are lazy)
     from export.cli import register_bench  # noqa: PLC0415
     from lsp_server.cli import register as register_lsp  # noqa: PLC0415
+    from lsp_server.cli import register_bench as register_lsp_bench  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="oss-edge",
@@ -29,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_export(subparsers)
     register_runtime(subparsers)
     register_lsp(subparsers)
-    register_runtime_bench(register_bench(subparsers))
+    bench_targets = register_bench(subparsers)
+    register_runtime_bench(bench_targets)
+    register_lsp_bench(bench_targets)
     return parser
 
 

@@ -36,6 +36,42 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(handler=_demo)
 
 
+def register_bench(targets: Any) -> None:
+    from lsp_server.bench import default_source  # noqa: PLC0415  (argparse defaults only)
+
+    bench = targets.add_parser(
+        "lsp",
+        help="type a real source file through the language server and compare with the raw runtime",
+        description="Type a source file this project did not write, character by character, through `oss-edge lsp` "
+        "with a client-side debounce and cancellation, as an editor does; replay every suggestion shown straight "
+        "to the daemon; write lsp.json and lsp.md to the report folder.",
+    )
+    bench.add_argument("--shape", action="append", help="synthetic shapes (repeatable; default: tiny and slice:2)")
+    bench.add_argument("--source", type=Path, default=default_source(), help="file to type (default: textwrap.py)")
+    bench.add_argument("--chars", type=int, default=300, help="characters to type (default 300)")
+    bench.add_argument("--rate", type=float, default=10.0, help="characters per second (default 10)")
+    bench.add_argument("--debounce", type=int, default=50, help="client-side debounce in ms (default 50)")
+    bench.add_argument("--report", type=Path, default=Path("bench-results"), help="report folder")
+    bench.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "oss-edge" / "bench",
+        help="where the synthetic checkpoints and exports are kept between runs",
+    )
+    bench.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from lsp_server.bench import markdown, run  # noqa: PLC0415
+
+    report = run(
+        args.shape or ["tiny", "slice:2"], args.report, args.cache, args.source, args.chars, args.rate, args.debounce
+    )
+    print(markdown(report))
+    print(f"report written to {args.report}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from lsp_server.demo import run_demo  # noqa: PLC0415
 

@@ -97,3 +97,36 @@ class ChunkRing:
         """The most recent chunks from other files, oldest first, so that a new chunk changes the prompt least."""
         picked = [c for c in self.chunks if c.uri != exclude_uri][-count:] if count else []
         return [{"path": c.path, "text": c.text} for c in picked]
+
+
+def allows_multiline(policy: str, view: Window) -> bool:
+    """ "auto": several lines only when nothing follows the cursor on its line."""
+    return policy == "always" or (policy == "auto" and not view.line_after.strip())
+
+
+def completion_request(
+    view: Window,
+    prefix: str,
+    *,
+    uri: str,
+    path: str,
+    language: str,
+    neighbours: list[dict[str, Any]],
+    multiline: bool,
+    max_tokens: int,
+    time_budget_ms: int,
+) -> dict[str, Any]:
+    """The runtime's `complete` parameters (docs/protocol.md) for one cursor position."""
+    params: dict[str, Any] = {
+        "prefix": prefix,
+        "suffix": view.suffix,
+        "path": path,
+        "language": language,
+        "document": uri,
+        "neighbours": neighbours,
+        "max_tokens": max_tokens,
+        "time_budget_ms": time_budget_ms,
+    }
+    if not multiline:
+        params["stop"] = ["\n"]  # a one-line suggestion: no need to generate past the line
+    return params

@@ -26,7 +26,15 @@ from pygls.workspace import TextDocument
 from edge_runtime import __version__
 from lsp_server.cleanup import Surroundings, clean, indent_unit
 from lsp_server.config import Settings, parse_settings
-from lsp_server.context import ChunkRing, Cursor, Window, clamp_cursor, window
+from lsp_server.context import (
+    ChunkRing,
+    Cursor,
+    Window,
+    allows_multiline,
+    clamp_cursor,
+    completion_request,
+    window,
+)
 from lsp_server.runtime_link import NoModel, RuntimeLink
 
 log = logging.getLogger("oss_edge.lsp")
@@ -163,6 +171,8 @@ class OssEdgeServer(LanguageServer):
         if document is None or not self.settings.enabled_for(self.languages.get(uri, "")):
             return None
         lines = list(document.lines)
+        if position.line == len(lines) and (not lines or lines[-1].endswith("\n")):
+            lines.append("")  # the empty line after a final newline, where the cursor is
         server_position = document.position_codec.position_from_client_units(lines, position)
         cursor = clamp_cursor(lines, server_position.line, server_position.character)
         if self.active_uri != uri:
@@ -187,9 +197,7 @@ class OssEdgeServer(LanguageServer):
         prefix, line_before = view.prefix, view.line_before
         if selected is not None:
             prefix, line_before = prefix + selected[1], line_before + selected[1]
-        multiline = self.settings.multiline == "always" or (
-            self.settings.multiline == "auto" and not view.line_after.strip()
-        )
+        multiline = allows_multiline(self.settings.multiline, view)
         where = Surroundings(line_before, view.line_after, view.suffix, indent_unit(lines), multiline)
         texts = await self.generate(uri, view, prefix, multiline, where, alternatives)
         if not texts:
@@ -202,18 +210,17 @@ class OssEdgeServer(LanguageServer):
     async def generate(
         self, uri: str, view: Window, prefix: str, multiline: bool, where: Surroundings, alternatives: int
     ) -> list[str]:
-        params: dict[str, Any] = {
-            "prefix": prefix,
-            "suffix": view.suffix,
-            "path": self.relative_path(uri),
-            "language": self.languages.get(uri, ""),
-            "document": uri,
-            "neighbours": self.ring.neighbours(uri, self.settings.neighbour_chunks),
-            "max_tokens": self.settings.max_tokens,
-            "time_budget_ms": self.settings.time_budget_ms,
-        }
-        if not multiline:
-            params["stop"] = ["\n"]
+        params = completion_request(
+            view,
+            prefix,
+            uri=uri,
+            path=self.relative_path(uri),
+            language=self.languages.get(uri, ""),
+            neighbours=self.ring.neighbours(uri, self.settings.neighbour_chunks),
+            multiline=multiline,
+            max_tokens=self.settings.max_tokens,
+            time_budget_ms=self.settings.time_budget_ms,
+        )
         texts: list[str] = []
         for attempt in range(alternatives):
             if attempt:

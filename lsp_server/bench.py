@@ -1,0 +1,217 @@
+"""`oss-edge bench lsp`: typing a real file through the language server, against the raw runtime.
+
+A source file this project did not write (from the Python standard library by default) is typed character by
+character at a steady rate. Like an editor, the client asks for an inline suggestion once the keys pause for its
+debounce and cancels a request that is still running when the next key arrives. Every suggestion that came back is
+then replayed, in order, straight to the daemon with the same runtime parameters: the difference in latency is the
+language server's overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+from edge_runtime.client import connect
+from lsp_server.config import Settings
+from lsp_server.context import Cursor, allows_multiline, completion_request, window
+from lsp_server.session import EditorSession, end_of
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+async def replay_typing(
+    model_dir: Path, text: str, chars: int, rate: float, debounce_s: float, home: Path
+) -> dict[str, Any]:
+    socket = home / "bench.sock"
+    settings = Settings()
+    session = EditorSession(
+        {"modelDir": str(model_dir), "runtimeSocket": str(socket), "debounceMs": 0, "runtimeIdleExit": 120},
+        on_message=lambda m: print(f"  [server] {m}", file=sys.stderr),
+    )
+    await session.start()
+    uri = session.open(home / "typed.py", "", "python")
+    await session.wait_ready(uri, 900)
+    runtime = await connect(socket, client="oss-edge bench")
+    before = await runtime.call("status")
+    sent = cancelled = empty = 0
+    shown: list[tuple[float, dict[str, Any]]] = []
+    pending: tuple[str, asyncio.Future[Any], float, dict[str, Any]] | None = None
+    started = time.perf_counter()
+
+    def request_params() -> dict[str, Any]:
+        """What the server sends the runtime for the current document state (for the raw replay)."""
+        current = session.texts[uri]
+        lines = current.splitlines(keepends=True) or [""]
+        if current.endswith("\n"):
+            lines.append("")
+        cursor = Cursor(len(lines) - 1, len(lines[-1]))
+        view = window(lines, cursor, settings.prefix_lines, settings.suffix_lines, settings.chunk_lines)
+        return completion_request(
+            view,
+            view.prefix,
+            uri=uri,
+            path=str(home / "typed.py"),
+            language="python",
+            neighbours=[],
+            multiline=allows_multiline(settings.multiline, view),
+            max_tokens=settings.max_tokens,
+            time_budget_ms=settings.time_budget_ms,
+        )
+
+    async def settle(future: asyncio.Future[Any], began: float, params: dict[str, Any]) -> None:
+        nonlocal empty
+        try:
+            result = await future
+        except Exception:
+            return  # cancelled
+        if result is None or not result.items:
+            empty += 1
+        else:
+            shown.append((time.perf_counter() - began, params))
+
+    tasks = []
+    interval = 1 / rate
+    for index, character in enumerate(text[:chars]):
+        await asyncio.sleep(max(0.0, started + index * interval - time.perf_counter()))
+        if pending is not None and not pending[1].done():
+            session.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=pending[0]))
+            cancelled += 1
+        session.type(uri, character)
+        if debounce_s >= interval and index + 1 < chars:
+            continue  # the next key always comes within the debounce: only the last key asks
+        await asyncio.sleep(debounce_s)
+        msg_id = f"bench-{index}"
+        params = request_params()
+        began = time.perf_counter()
+        future = asyncio.ensure_future(
+            session.client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION,
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=end_of(session.texts[uri]),
+                    context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+                ),
+                msg_id=msg_id,
+            )
+        )
+        sent += 1
+        pending = (msg_id, future, began, params)
+        tasks.append(asyncio.ensure_future(settle(future, began, params)))
+    await asyncio.gather(*tasks)
+    after = await runtime.call("status")
+    lsp_pid = session.client._server.pid if session.client._server else None
+    lsp_rss = _rss(lsp_pid)
+    await session.stop()
+
+    raw = []
+    for _, params in shown:
+        began = time.perf_counter()
+        await runtime.call("complete", params)
+        raw.append(time.perf_counter() - began)
+    await runtime.call("shutdown")
+    await runtime.close()
+
+    lsp = [latency for latency, _ in shown]
+    prompt = after["cache"]["prompt_tokens"] - before["cache"]["prompt_tokens"]
+    cached = after["cache"]["cached_tokens"] - before["cache"]["cached_tokens"]
+    reasons = {k: v - before["finish_reasons"].get(k, 0) for k, v in after["finish_reasons"].items()}
+    return {
+        "characters": chars,
+        "rate_per_s": rate,
+        "client_debounce_ms": round(debounce_s * 1000),
+        "requests_sent": sent,
+        "requests_cancelled_by_client": cancelled,
+        "suggestions_shown": len(shown),
+        "empty_answers": empty,
+        "runtime_generations": after["cache"]["requests"] - before["cache"]["requests"],
+        "runtime_finish_reasons": {k: v for k, v in reasons.items() if v},
+        "lsp_latency_ms": {"p50": _ms(statistics.median(lsp)) if lsp else None, "p95": _ms(percentile(lsp, 0.95))},
+        "raw_latency_ms": {"p50": _ms(statistics.median(raw)) if raw else None, "p95": _ms(percentile(raw, 0.95))},
+        "lsp_overhead_ms_p50": _ms(statistics.median(lsp) - statistics.median(raw)) if lsp and raw else None,
+        "prompt_tokens": prompt,
+        "cached_share": round(cached / prompt, 4) if prompt else None,
+        "rss_bytes": {"lsp_server": lsp_rss, "daemon": after["memory"]["rss_bytes"]},
+    }
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _rss(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    import psutil  # noqa: PLC0415
+
+    try:
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.Error:
+        return None
+
+
+def default_source() -> Path:
+    return Path(textwrap.__file__)
+
+
+def run(
+    shapes: list[str], report_dir: Path, cache: Path, source: Path, chars: int, rate: float, debounce_ms: int
+) -> dict[str, Any]:
+    from edge_runtime.bench import ensure_model  # noqa: PLC0415
+    from export.bench import machine  # noqa: PLC0415
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    text = source.read_text()
+    results = []
+    for shape in shapes:
+        model_dir = ensure_model(shape, cache)
+        print(f"typing {chars} characters of {source.name} at {rate}/s into {shape}", file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix="oss-edge-bench-") as home:
+            figures = asyncio.run(replay_typing(model_dir, text, chars, rate, debounce_ms / 1000, Path(home)))
+        results.append({"shape": shape, **figures})
+    report = {
+        "benchmark": "lsp",
+        "machine": machine(),
+        "source": str(source),
+        "results": results,
+        "command": f"oss-edge bench lsp {' '.join('--shape ' + s for s in shapes)} --chars {chars} --rate {rate} "
+        f"--debounce {debounce_ms}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (report_dir / "lsp.json").write_text(json.dumps(report, indent=2) + "\n")
+    (report_dir / "lsp.md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"LSP benchmark: typing {Path(report['source']).name}",
+        "",
+        "| shape | keys | sent / cancelled / shown | generations | latency p50 / p95 via LSP | raw runtime p50 / p95 "
+        "| LSP overhead p50 | prompt from cache | RSS LSP / daemon |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        rss = r["rss_bytes"]
+        lsp_rss = f"{rss['lsp_server'] / 1e6:.0f} MB" if rss["lsp_server"] else "n/a"
+        lines.append(
+            f"| {r['shape']} | {r['characters']} at {r['rate_per_s']}/s | {r['requests_sent']} / "
+            f"{r['requests_cancelled_by_client']} / {r['suggestions_shown']} | {r['runtime_generations']} | "
+            f"{r['lsp_latency_ms']['p50']} / {r['lsp_latency_ms']['p95']} ms | "
+            f"{r['raw_latency_ms']['p50']} / {r['raw_latency_ms']['p95']} ms | {r['lsp_overhead_ms_p50']} ms | "
+            f"{100 * (r['cached_share'] or 0):.1f}% | {lsp_rss} / {rss['daemon'] / 1e9:.2f} GB |"
+        )
+    lines += ["", "Command:", "", f"    {report['command']}"]
+    return "\n".join(lines) + "\n"
