@@ -40,3 +40,20 @@ def test_runtime_benchmark_measures_the_daemon_against_the_raw_engine(tmp_path: 
     assert "| tiny |" in (report / "runtime.md").read_text()
     assert (report / "runtime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(cache.glob("*/.*partial*"))
+
+
+def test_lsp_benchmark_types_a_file_and_replays_it_on_the_raw_runtime(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    result = oss_edge(
+        "bench", "lsp", "--shape", "tiny", "--chars", "30", "--report", str(report), "--cache", str(tmp_path / "c")
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((report / "lsp.json").read_text())
+    (run,) = data["results"]
+    assert data["source"].endswith("textwrap.py")
+    assert run["requests_sent"] == 30
+    assert run["suggestions_shown"] + run["requests_cancelled_by_client"] + run["empty_answers"] <= 30
+    assert run["suggestions_shown"] > 0 and run["raw_latency_ms"]["p50"] > 0
+    assert run["cached_share"] > 0.9
+    assert run["rss_bytes"]["lsp_server"] > 0 and run["rss_bytes"]["daemon"] > 0
+    assert "| tiny |" in (report / "lsp.md").read_text()
