@@ -58,7 +58,7 @@ async def replay_typing(
         if current.endswith("\n"):
             lines.append("")
         cursor = Cursor(len(lines) - 1, len(lines[-1]))
-        view = window(lines, cursor, settings.prefix_lines, settings.suffix_lines, settings.chunk_lines)
+        view = window(lines, cursor, settings.prefix_tokens, settings.suffix_tokens, settings.chunk_lines)
         return completion_request(
             view,
             view.prefix,

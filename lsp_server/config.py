@@ -23,14 +23,22 @@ class Settings:
     time_budget_ms: int = 2000
     multiline: str = "auto"
     debounce_ms: int = 80
-    prefix_lines: int = 120
-    suffix_lines: int = 40
+    context_tokens: int = 1536
+    suffix_percent: int = 25
     neighbour_chunks: int = 4
     chunk_lines: int = 32
     max_alternatives: int = 3
     languages: list[str] = field(default_factory=lambda: ["*"])
     explain_effort: str = "medium"
     explain_max_tokens: int = 1024
+
+    @property
+    def prefix_tokens(self) -> int:
+        return self.context_tokens * (100 - self.suffix_percent) // 100
+
+    @property
+    def suffix_tokens(self) -> int:
+        return self.context_tokens * self.suffix_percent // 100
 
     def enabled_for(self, language: str) -> bool:
         return "*" in self.languages or language in self.languages
@@ -41,8 +49,8 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "max_tokens": (1, 1024),
     "time_budget_ms": (100, 60000),
     "debounce_ms": (0, 2000),
-    "prefix_lines": (1, 5000),
-    "suffix_lines": (0, 2000),
+    "context_tokens": (64, 32768),
+    "suffix_percent": (0, 90),
     "neighbour_chunks": (0, 8),
     "chunk_lines": (4, 200),
     "max_alternatives": (1, 5),

@@ -12,6 +12,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+# Characters per token of source code, on the low side, so that a budget in tokens is rarely exceeded (the runtime
+# cuts what still does not fit).
+CHARS_PER_TOKEN = 3.5
+
 
 @dataclass
 class Cursor:
@@ -39,15 +43,28 @@ def clamp_cursor(lines: list[str], line: int, column: int) -> Cursor:
     return Cursor(line, max(0, min(column, len(text))))
 
 
-def window(lines: list[str], cursor: Cursor, prefix_lines: int, suffix_lines: int, block: int) -> Window:
-    """The code before and after the cursor, cut at block-aligned lines."""
-    first = max(0, cursor.line - prefix_lines)
-    first -= first % block
-    last = cursor.line + suffix_lines
-    last += block - last % block if last % block else 0
+def window(lines: list[str], cursor: Cursor, prefix_tokens: int, suffix_tokens: int, block: int) -> Window:
+    """The code before and after the cursor within a token budget each, with edges that survive typing.
+
+    The first line is rounded forward to a multiple of `block`: lines above the cursor keep their numbers while
+    the user types, so the start moves only in whole blocks. The suffix is measured from the cursor, not cut at a
+    line number: lines below the cursor move with it when a line is inserted, so its content stays the same.
+    """
     current = lines[cursor.line] if lines else ""
     bare = current.rstrip("\r\n")
     before, after = bare[: cursor.column], bare[cursor.column :]
+    budget = prefix_tokens * CHARS_PER_TOKEN - len(before)
+    first = cursor.line
+    while first > 0 and budget - len(lines[first - 1]) >= 0:
+        first -= 1
+        budget -= len(lines[first])
+    if first % block and first > 0:
+        first = min(cursor.line, first + block - first % block)
+    budget = suffix_tokens * CHARS_PER_TOKEN - len(after)
+    last = cursor.line + 1
+    while last < len(lines) and budget - len(lines[last]) >= 0:
+        budget -= len(lines[last])
+        last += 1
     prefix = "".join(_plain(line) for line in lines[first : cursor.line]) + before
     ending = current[len(bare) :]
     suffix = after + (ending and "\n") + "".join(_plain(line) for line in lines[cursor.line + 1 : last])

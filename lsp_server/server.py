@@ -18,9 +18,9 @@ from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from lsprotocol.converters import get_converter
-from pygls.exceptions import JsonRpcServerNotInitialized
+from pygls.exceptions import JsonRpcInvalidParams, JsonRpcServerNotInitialized
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.workspace import TextDocument
 
 from edge_runtime import __version__
@@ -56,7 +56,19 @@ class Suggestion:
 
 
 class Protocol(LanguageServerProtocol):
-    """pygls drops requests after shutdown without a word; the specification wants an InvalidRequest error."""
+    """Two departures from pygls' defaults.
+
+    - pygls drops requests after shutdown without a word; the specification wants an InvalidRequest error.
+    - pygls runs commands inside a generator, where `$/cancelRequest` cannot reach the running command; running the
+      command as the request's own task makes a long explanation cancellable from the client.
+    """
+
+    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
+    async def lsp_workspace__execute_command(self, params: types.ExecuteCommandParams) -> Any:  # type: ignore[override]
+        handler = self.fm.commands.get(params.command)
+        if handler is None:
+            raise JsonRpcInvalidParams.of(ValueError(f"unknown command {params.command!r}"))
+        return await handler(*(params.arguments or []))
 
     def handle_message(self, message: Any) -> None:
         method = getattr(message, "method", None)
@@ -179,7 +191,9 @@ class OssEdgeServer(LanguageServer):
             if self.active_uri is not None and self.active_uri in self.suggestions:
                 self.remember(self.active_uri, self.suggestions[self.active_uri].line)
             self.active_uri = uri
-        view = window(lines, cursor, self.settings.prefix_lines, self.settings.suffix_lines, self.settings.chunk_lines)
+        view = window(
+            lines, cursor, self.settings.prefix_tokens, self.settings.suffix_tokens, self.settings.chunk_lines
+        )
         if "\x00" in view.prefix or "\x00" in view.suffix:
             return None
         if selected is None:
@@ -381,7 +395,7 @@ async def explain_selection(ls: OssEdgeServer, *args: Any) -> str | None:
     uri, range_, effort = _explain_arguments(args)
     document = ls.document(uri)
     if document is None:
-        raise ValueError(f"{uri} is not open")
+        raise JsonRpcInvalidParams.of(ValueError(f"{uri} is not open in the editor"))
     code = document.text_in_client_range(range_).strip("\n")
     if not code.strip():
         return None
@@ -460,12 +474,12 @@ def _explain_arguments(args: tuple[Any, ...]) -> tuple[str, types.Range, str | N
         spec = values[0]
         values = [spec.get("uri"), spec.get("range"), spec.get("reasoning")]
     if len(values) < 2 or not isinstance(values[0], str) or not isinstance(values[1], dict):
-        raise ValueError("explainSelection takes {uri, range, reasoning?}")
+        raise JsonRpcInvalidParams.of(ValueError("explainSelection takes {uri, range, reasoning?}"))
     try:
         range_ = CONVERTER.structure(values[1], types.Range)
     except Exception as exc:
-        raise ValueError(f"not a range: {values[1]!r}") from exc
+        raise JsonRpcInvalidParams.of(ValueError(f"not a range: {values[1]!r}")) from exc
     effort = values[2] if len(values) > 2 else None
     if effort not in (None, "low", "medium", "high"):
-        raise ValueError("reasoning must be low, medium or high")
+        raise JsonRpcInvalidParams.of(ValueError("reasoning must be low, medium or high"))
     return values[0], range_, effort

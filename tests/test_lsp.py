@@ -416,3 +416,76 @@ def test_requests_before_initialize_and_after_shutdown_get_errors() -> None:
     by_id = {r.get("id"): r for r in replies if "id" in r}
     assert "result" in by_id[1] and by_id[2]["result"] is None
     assert by_id[3]["error"]["code"] == -32600  # InvalidRequest after shutdown
+
+
+async def test_a_selected_popup_item_is_continued_and_covered_by_the_range(client: LanguageClient) -> None:
+    await ready(client)
+    text = SOURCE + "return 2 * math.p"
+    open_document(client, URI, text)
+    here = end_of(text)
+    word = types.Range(start=types.Position(line=here.line, character=here.character - 1), end=here)
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=here,
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic,
+                selected_completion_info=types.SelectedCompletionInfo(range=word, text="pi"),
+            ),
+        )
+    )
+    assert result is not None and result.items
+    item = result.items[0]
+    assert isinstance(item.insert_text, str) and item.insert_text.startswith("pi") and len(item.insert_text) > 2
+    assert item.range == types.Range(start=word.start, end=here)
+
+
+async def test_an_explanation_can_be_cancelled_by_the_client(client: LanguageClient, user_home: Path) -> None:
+    await ready(client)
+    open_document(client, URI, SOURCE)
+    # Keep the engine busy with a long completion from another client, so that the explanation waits in the queue
+    # (completions go first) and the cancel meets it there, whatever the synthetic model would have written.
+    other = await connect(user_home / "run" / "lsp.sock")
+    busy = await other.start("complete", {"prefix": "x = ", "max_tokens": 4000, "ignore_eos": True})
+    arguments = [{"uri": URI, "range": {"start": {"line": 0, "character": 0}, "end": {"line": 6, "character": 0}}}]
+    request = asyncio.ensure_future(
+        client.protocol.send_request_async(
+            types.WORKSPACE_EXECUTE_COMMAND,
+            types.ExecuteCommandParams(command="ossEdge.explainSelection", arguments=arguments),
+            msg_id="explain-to-cancel",
+        )
+    )
+    for _ in range(500):
+        if (await runtime_status(user_home))["queue"]["explain"]:
+            break
+        await asyncio.sleep(0.002)
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="explain-to-cancel"))
+    with pytest.raises(Exception, match=r"[Cc]ancel"):
+        await request
+    for _ in range(200):  # the server cancels in the daemon right after answering the client
+        status = await runtime_status(user_home)
+        if not status["queue"]["explain"]:
+            break
+        await asyncio.sleep(0.01)
+    assert status["queue"]["explain"] == 0
+    assert status["finish_reasons"].get("cancelled") == 1
+    assert not busy.future.done()  # the explanation left the queue while the engine was still busy
+    await other.cancel(busy)
+    await busy.future
+    await other.close()
+
+
+async def test_bad_command_arguments_get_invalid_params(client: LanguageClient) -> None:
+    open_document(client, URI, SOURCE)
+    selection = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 0}}
+    for command, arguments in [
+        ("ossEdge.explainSelection", [{"uri": URI}]),
+        ("ossEdge.explainSelection", [{"uri": URI, "range": {"start": 3}}]),
+        ("ossEdge.explainSelection", [{"uri": URI, "range": selection, "reasoning": "extreme"}]),
+        ("ossEdge.explainSelection", [{"uri": "file:///work/closed.py", "range": selection}]),
+        ("ossEdge.noSuchCommand", []),
+    ]:
+        with pytest.raises(Exception, match=r"-32602|[Ii]nvalid"):
+            await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command=command, arguments=arguments)
+            )

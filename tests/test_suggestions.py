@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lsp_server.cleanup import Surroundings, clean, indent_unit
 from lsp_server.config import Settings, parse_settings, setting_names
-from lsp_server.context import ChunkRing, Cursor, clamp_cursor, window
+from lsp_server.context import CHARS_PER_TOKEN, ChunkRing, Cursor, clamp_cursor, window
 
 
 def around(line_before: str, suffix: str = "", unit: str = "    ", multiline: bool = True) -> Surroundings:
@@ -54,16 +54,24 @@ def test_indent_unit_is_read_from_the_file() -> None:
     assert indent_unit(["x = 1\n"]) == "    "
 
 
-def test_the_window_moves_in_whole_blocks_while_the_cursor_moves() -> None:
-    lines = [f"line_{i} = {i}\n" for i in range(400)]
-    starts = {window(lines, Cursor(n, 3), 100, 20, 32).first_line for n in range(200, 232)}
-    assert len(starts) <= 2
-    view = window(lines, Cursor(150, 4), 100, 20, 32)
+def test_the_window_keeps_its_token_budget_and_its_edges_while_the_user_types() -> None:
+    lines = [f"line_{i:03} = {i:03}\n" for i in range(400)]  # 16 characters a line
+    view = window(lines, Cursor(150, 4), 280, 70, 32)  # about 980 and 245 characters
     assert view.prefix.endswith("line_149 = 149\nline")
     assert view.suffix.startswith("_150 = 150\nline_151")
     assert view.line_before == "line" and view.line_after == "_150 = 150"
-    suffixes = {window(lines, Cursor(n, 0), 100, 20, 32).suffix.split("\n")[-2] for n in range(130, 140)}
-    assert len(suffixes) == 1  # typing on the next lines does not change where the suffix ends
+    assert len(view.prefix) <= 280 * CHARS_PER_TOKEN and len(view.suffix) <= 70 * CHARS_PER_TOKEN
+    assert view.first_line % 32 == 0
+    # typing further down the file moves the start only in whole blocks
+    starts = {window(lines, Cursor(n, 3), 280, 70, 32).first_line for n in range(200, 232)}
+    assert len(starts) <= 2
+    # pressing Enter at the cursor shifts the lines below: the suffix keeps the same content
+    cursor_line = "line_150 = 150\n"
+    before_enter = window(lines, Cursor(150, len(cursor_line) - 1), 280, 70, 32)
+    entered = [*lines[:151], "\n", *lines[151:]]
+    after_enter = window(entered, Cursor(151, 0), 280, 70, 32)
+    assert after_enter.suffix.split("\n", 1)[1] == before_enter.suffix.split("\n", 1)[1]
+    assert after_enter.first_line == before_enter.first_line
 
 
 def test_positions_past_the_end_are_clamped() -> None:
@@ -104,7 +112,7 @@ def test_invalid_settings_fall_back_and_say_why() -> None:
 
 def test_setting_names_are_camel_case() -> None:
     names = setting_names()
-    assert "modelDir" in names and "timeBudgetMs" in names and "explainEffort" in names
+    assert "modelDir" in names and "timeBudgetMs" in names and "contextTokens" in names
     assert all("_" not in n for n in names)
 
 
