@@ -41,6 +41,7 @@ log = logging.getLogger("oss_edge.lsp")
 
 EXPLAIN_COMMAND = "ossEdge.explainSelection"
 EXPLANATION_NOTIFICATION = "ossEdge/explanation"
+STATUS_REQUEST = "ossEdge/status"
 WORD = re.compile(r"[\w$]*$")
 MAX_DOCUMENT_CHARS = 20_000_000
 CONVERTER = get_converter()
@@ -95,6 +96,8 @@ class OssEdgeServer(LanguageServer):
         self.pending_problems: list[str] = []
         self.ready_for_requests = False
         self.stats = {"requests": 0, "type_through": 0, "superseded": 0, "generations": 0, "shown": 0}
+        self.last_latency_ms: float | None = None
+        self.last_tokens_per_s: float | None = None
 
     # --- helpers -------------------------------------------------------------------------------------------
 
@@ -240,9 +243,12 @@ class OssEdgeServer(LanguageServer):
             if attempt:
                 params.update(temperature=0.8, seed=attempt)
             self.stats["generations"] += 1
+            began = time.perf_counter()
             result = await self.link.run("complete", params, None, wait=False)
             if result is None:
                 break
+            self.last_latency_ms = round((time.perf_counter() - began) * 1000, 1)
+            self.last_tokens_per_s = result.get("tokens_per_s")
             text = clean(result["text"], where)
             if text and text not in texts:
                 texts.append(text)
@@ -454,6 +460,30 @@ async def explain_selection(ls: OssEdgeServer, *args: Any) -> str | None:
             {"id": request_id, "uri": uri, "channel": "final", "delta": "", "done": True, "markdown": markdown},
         )
     return markdown
+
+
+@SERVER.feature(STATUS_REQUEST)
+def status(ls: OssEdgeServer, params: Any) -> dict[str, Any]:
+    """For status bars: whether the model is loading, ready or failed, and the last suggestion's figures."""
+    if ls.link.model_dir is None:
+        state = "no-model"
+    elif ls.link.ready:
+        state = "ready"
+    elif ls.link.connecting is not None and not ls.link.connecting.done():
+        state = "loading"
+    else:
+        state = "error" if ls.link.last_error else "idle"
+    server = ls.link.client.server if ls.link.ready and ls.link.client else {}
+    return {
+        "state": state,
+        "model": str(ls.link.model_dir) if ls.link.model_dir else None,
+        "provider": server.get("provider"),
+        "error": ls.link.last_error,
+        "lastLatencyMs": ls.last_latency_ms,
+        "tokensPerSecond": ls.last_tokens_per_s,
+        "requests": ls.stats["requests"],
+        "typeThrough": ls.stats["type_through"],
+    }
 
 
 @SERVER.feature(types.SHUTDOWN)

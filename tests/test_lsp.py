@@ -489,3 +489,13 @@ async def test_bad_command_arguments_get_invalid_params(client: LanguageClient) 
             await client.workspace_execute_command_async(
                 types.ExecuteCommandParams(command=command, arguments=arguments)
             )
+
+
+async def test_status_request_feeds_status_bars(client: LanguageClient) -> None:
+    await ready(client)
+    open_document(client, URI, SOURCE)
+    await inline(client, URI, end_of(SOURCE))
+    status = await client.protocol.send_request_async("ossEdge/status", None)
+    status = status if isinstance(status, dict) else status._asdict()
+    assert status["state"] == "ready" and status["provider"] == "cpu"
+    assert status["lastLatencyMs"] > 0 and status["requests"] >= 2
