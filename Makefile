@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL ?= openai/gpt-oss-20b
 SYNTH_DIR ?= $(HOME)/.cache/oss-edge/synthetic
 
-.PHONY: setup run test lint typecheck pytest clean
+.PHONY: setup run test lint typecheck pytest editors clean
 
 setup: $(STAMP)
 
@@ -39,7 +39,7 @@ else
 	$(BIN)/oss-edge demo
 endif
 
-test: setup lint typecheck pytest
+test: setup lint typecheck pytest editors
 
 lint:
 	$(BIN)/ruff check .
@@ -50,6 +50,10 @@ typecheck:
 
 pytest:
 	$(BIN)/python -m pytest -q
+
+# The VS Code extension: type check, unit tests and a .vsix (VS Code itself cannot run here).
+editors:
+	cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -44,7 +44,7 @@ class Settings:
         return "*" in self.languages or language in self.languages
 
 
-_LIMITS: dict[str, tuple[int, int]] = {
+LIMITS: dict[str, tuple[int, int]] = {
     "runtime_idle_exit": (0, 86400),
     "max_tokens": (1, 1024),
     "time_budget_ms": (100, 60000),
@@ -56,7 +56,7 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "max_alternatives": (1, 5),
     "explain_max_tokens": (16, 8192),
 }
-_CHOICES = {"multiline": MULTILINE_POLICIES, "explain_effort": REASONING_EFFORTS}
+CHOICES = {"multiline": MULTILINE_POLICIES, "explain_effort": REASONING_EFFORTS}
 
 
 def camel(name: str) -> str:
@@ -99,7 +99,7 @@ def _check(name: str, value: Any) -> str | None:
     if isinstance(default, int):
         if not isinstance(value, int) or isinstance(value, bool):
             return f"expected a whole number, got {value!r}"
-        low, high = _LIMITS[name]
+        low, high = LIMITS[name]
         if not low <= value <= high:
             return f"{value} is outside {low}..{high}"
         return None
@@ -109,6 +109,6 @@ def _check(name: str, value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         return f"expected a string, got {value!r}"
-    if name in _CHOICES and value not in _CHOICES[name]:
-        return f"{value!r} is not one of {', '.join(_CHOICES[name])}"
+    if name in CHOICES and value not in CHOICES[name]:
+        return f"{value!r} is not one of {', '.join(CHOICES[name])}"
     return None
