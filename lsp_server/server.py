@@ -57,12 +57,19 @@ class Suggestion:
 
 
 class Protocol(LanguageServerProtocol):
-    """Two departures from pygls' defaults.
+    """Three departures from pygls' defaults.
 
+    - Requests without "params" (allowed by JSON-RPC, sent by Neovim for `ossEdge/status`) are read as params null.
     - pygls drops requests after shutdown without a word; the specification wants an InvalidRequest error.
     - pygls runs commands inside a generator, where `$/cancelRequest` cannot reach the running command; running the
       command as the request's own task makes a long explanation cancellable from the client.
     """
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        # JSON-RPC lets a request leave out "params"; pygls cannot read a custom request without it.
+        if "method" in data and "params" not in data:
+            data = {**data, "params": None}
+        return super().structure_message(data)
 
     @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
     async def lsp_workspace__execute_command(self, params: types.ExecuteCommandParams) -> Any:  # type: ignore[override]
