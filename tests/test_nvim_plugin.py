@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -161,3 +162,46 @@ def test_health_says_what_to_do_without_a_model(nvim: pynvim.Nvim) -> None:
     nvim.command("checkhealth oss_edge")
     report = "\n".join(nvim.current.buffer[:])
     assert "no model folder found" in report and "oss-edge export" in report
+
+
+class DaemonOnAThread:
+    """A daemon client on its own event loop: pynvim runs one of its own in the test's thread."""
+
+    def __init__(self, socket: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client = self.run(connect(socket))
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
+
+    def close(self) -> None:
+        self.run(self.client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_closing_the_explanation_cancels_it_in_the_daemon(
+    nvim: pynvim.Nvim, tiny_int4: Path, tmp_path: Path, user_home: Path
+) -> None:
+    setup_plugin(nvim, tiny_int4, user_home)
+    open_python(nvim, tmp_path)
+    wait_ready(nvim)
+    other = DaemonOnAThread(user_home / "run" / "nvim.sock")
+    # A long completion from another client keeps the engine busy, so the explanation waits in the queue
+    # (completions go first) until the window is closed.
+    busy = other.run(other.client.start("complete", {"prefix": "x = ", "max_tokens": 4000, "ignore_eos": True}))
+    try:
+        nvim.command("4,5OssEdge explain")
+        wait_for(lambda: other.run(other.client.call("status"))["queue"]["explain"], what="the queued explanation")
+        nvim.input("q")
+        status = wait_for(
+            lambda: (lambda s: s if not s["queue"]["explain"] else None)(other.run(other.client.call("status"))),
+            what="the explanation to leave the queue",
+        )
+        assert not busy.future.done()  # it left while the engine was still busy: cancelled, not finished
+        assert status["finish_reasons"].get("cancelled") == 1
+    finally:
+        other.run(other.client.cancel(busy))
+        other.close()
