@@ -59,6 +59,12 @@ def register(subparsers: Any) -> None:
     )
     export.add_argument("--precision", choices=("int4", "fp32"), default="int4")
     export.add_argument(
+        "--experts",
+        choices=("int4", "int8"),
+        help="expert weights: int4 (the default at --precision int4: smallest, fastest) or int8 (the MXFP4 experts "
+        "held exactly, twice their bytes); at --precision fp32 they stay dense unless int8 is asked for",
+    )
+    export.add_argument(
         "--provider", choices=("cpu", "cuda", "dml"), default="cpu", help="execution provider the model is built for"
     )
     export.add_argument("--revision", help="hub revision (branch, tag or commit) to download")
@@ -143,21 +149,23 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_out(source: str, precision: str, provider: str) -> Path:
+def default_out(source: str, precision: str, provider: str, experts: str | None = None) -> Path:
     name = Path(source.rstrip("/")).name or "model"
-    return models_dir() / f"{name}-{precision}-{provider}"
+    variant = f"{precision}-int8experts" if experts == "int8" else precision
+    return models_dir() / f"{name}-{variant}-{provider}"
 
 
 def _export(args: argparse.Namespace) -> int:
     from export.pipeline import ExportRequest, print_summary, run_export  # noqa: PLC0415
     from export.progress import Progress  # noqa: PLC0415
 
-    out = args.out or default_out(args.source, args.precision, args.provider)
+    out = args.out or default_out(args.source, args.precision, args.provider, args.experts)
     request = ExportRequest(
         source=args.source,
         out=out,
         precision=args.precision,
         provider=args.provider,
+        experts=args.experts,
         revision=args.revision,
         force=args.force,
         parity=args.parity,

@@ -18,18 +18,27 @@ from typing import Any, TextIO
 import onnx
 
 from export.checkpoint import Checkpoint
-from export.errors import OptionError
+from export.errors import ExportError, OptionError
 
 SUPPORTED = {("int4", "cpu"), ("int4", "cuda"), ("int4", "dml"), ("fp32", "cpu"), ("fp32", "cuda")}
 QMOE_ACCURACY_LEVEL = 4
+# int4: the builder's blockwise int4 (smallest, fastest); int8: MXFP4 experts held exactly (twice the expert bytes).
+EXPERT_ENCODINGS = ("int4", "int8")
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     precision: str = "int4"
     provider: str = "cpu"
+    experts: str | None = None  # None: as the precision says (int4 QMoE at int4, dense at fp32)
 
     def check(self) -> None:
+        if self.experts not in (None, *EXPERT_ENCODINGS):
+            raise OptionError(f"experts must be one of {', '.join(EXPERT_ENCODINGS)}, not {self.experts}")
+        if self.experts == "int4" and self.precision != "int4":
+            raise OptionError("int4 experts come with --precision int4; at fp32 the experts stay dense")
+        if self.experts == "int8" and self.provider != "cpu":
+            raise OptionError("exact int8 experts are built for the CPU provider only")
         if (self.precision, self.provider) not in SUPPORTED:
             pairs = ", ".join(f"{p}/{e}" for p, e in sorted(SUPPORTED))
             raise OptionError(
@@ -46,6 +55,8 @@ class BuildOptions:
         if self.precision == "int4":
             # Quantize the embedding Gather too: an fp32 embedding alone would be 2.3 GB at 20b.
             extra["op_types_to_quantize"] = "MatMul/Gather"
+        if self.experts == "int8":
+            extra["moe_quant_type"] = "int8"
         return extra
 
 
@@ -65,7 +76,29 @@ def _builder_modules() -> tuple[Any, Any]:
     return builder, base
 
 
-def _model_class(builder: Any, checkpoint: Checkpoint, progress: BuildProgress) -> type:
+def exact_int8_blocks(weights: Any, block: int = 32) -> tuple[Any, Any]:
+    """MXFP4 expert weights ([N, K], exact values) as int8 blocks that hold them without loss.
+
+    An MXFP4 value is an FP4 code (0, ±0.5 … ±6) times a power-of-two block scale 2^e. With the int8 block scale
+    2^(floor(log2 max|w|) - 3), which lies between 2^(e-4) and 2^(e-1), every value divides to an integer of at most
+    96 in magnitude. Stored on the MatMulNBits grid: q = value / scale + 128.
+    """
+    import torch  # noqa: PLC0415
+
+    n, k = weights.shape
+    if k % block:
+        raise ExportError(f"exact int8 experts need the input width {k} to be a multiple of {block}")
+    w = weights.float().reshape(n, k // block, block)
+    peak = w.abs().amax(dim=-1)
+    exponent = torch.floor(torch.log2(peak.clamp_min(2.0**-24))) - 3
+    scales = torch.where(peak > 0, torch.exp2(exponent), torch.ones_like(peak))
+    q = w / scales.unsqueeze(-1)
+    if not torch.equal(q, torch.round(q)) or q.abs().max() > 127 or not torch.equal(scales.half().float(), scales):
+        raise ExportError("these expert weights are not MXFP4 values: int8 experts would not be exact")
+    return (q + 128).to(torch.uint8).reshape(n, k), scales
+
+
+def _model_class(builder: Any, checkpoint: Checkpoint, progress: BuildProgress, options: BuildOptions) -> type:
     class GptOssExportModel(builder.GPTOSSModel):
         """The builder's gpt-oss model, with dense-expert input and progress reporting."""
 
@@ -93,6 +126,11 @@ def _model_class(builder: Any, checkpoint: Checkpoint, progress: BuildProgress) 
                 .contiguous()
                 for proj in ("gate_up_proj", "down_proj")
             )
+
+        def _matmulnbits_blockwise_quantize(self, weights: Any, bits: Any = None) -> Any:
+            if options.experts == "int8" and int(bits or 0) == 8:
+                return exact_int8_blocks(weights, int(self.quant_attrs["qmoe_block_size"]))
+            return super()._matmulnbits_blockwise_quantize(weights, bits)
 
         def save_model(self, out_dir: str) -> None:
             if progress.on_stage:
@@ -157,7 +195,7 @@ def run_builder(
             [f"{k}={v}" for k, v in extra.items()],
         )
         with (
-            _patched(builder, "GPTOSSModel", _model_class(builder, checkpoint, progress)),
+            _patched(builder, "GPTOSSModel", _model_class(builder, checkpoint, progress, options)),
             _patched(base, "tqdm", save_bar),
         ):
             builder.create_model(

@@ -30,7 +30,7 @@ from export.checkpoint import Checkpoint, file_digest, resolve_source
 from export.errors import DiskFullError, ExportError, OutOfMemoryError, OutputExistsError
 from export.model_builder import BuildOptions, BuildProgress, run_builder
 from export.progress import Progress
-from export.verify import cheap_checks, load_model, parity
+from export.verify import cheap_checks, load_model, parity, parity_label
 
 MANIFEST_VERSION = 1
 PARTIAL_MARK = ".partial-"
@@ -56,6 +56,7 @@ class ExportRequest:
     out: Path
     precision: str = "int4"
     provider: str = "cpu"
+    experts: str | None = None
     revision: str | None = None
     force: bool = False
     parity: bool = False
@@ -173,7 +174,7 @@ def check_memory(checkpoint: Checkpoint, available: int) -> None:
 
 def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     """Export and verify; returns the manifest. Raises ExportError subclasses with user-facing messages."""
-    options = BuildOptions(request.precision, request.provider)
+    options = BuildOptions(request.precision, request.provider, request.experts)
     options.check()
     out = request.out.expanduser().resolve()
     if out.exists() and not request.force:
@@ -246,7 +247,9 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
             verification = cheap_checks(model_dir, request.provider, model)
             if request.parity and model is not None:
                 progress.stage("comparing with the reference (transformers, fp32)")
-                verification["parity"] = parity(model, model_dir, checkpoint.path, request.precision)
+                verification["parity"] = parity(
+                    model, model_dir, checkpoint.path, parity_label(request.precision, request.experts)
+                )
             del model  # release the session before hashing and moving the files
 
             manifest = _manifest(request, checkpoint, source_files, extra, verification, build_seconds, run_here)

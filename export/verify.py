@@ -146,6 +146,11 @@ def check_provider_ops(ops: dict[str, int], provider: str) -> dict[str, Any]:
     return {"provider": provider, "ok": True}
 
 
+def parity_label(precision: str, experts: str | None) -> str:
+    """What parity thresholds apply to: exact only when nothing is quantized (int8 experts run in QMoE)."""
+    return f"{precision}+int8-experts" if experts == "int8" else precision
+
+
 def load_model(model_dir: Path, threads: int = 0, provider: str = "cpu") -> Any:
     import onnxruntime_genai as og  # noqa: PLC0415
 
@@ -337,8 +342,9 @@ def verify_folder(model_dir: Path, reference: Path | None = None, hashes: bool =
         report["hashes"] = check_hashes(model_dir, manifest)
     passed = True
     if reference is not None and model is not None:
-        precision = manifest.get("options", {}).get("precision", "int4")
-        report["parity"] = parity(model, model_dir, Path(reference), precision)
+        options = manifest.get("options", {})
+        label = parity_label(options.get("precision", "int4"), options.get("experts"))
+        report["parity"] = parity(model, model_dir, Path(reference), label)
         passed = report["parity"]["passed"]
     report["passed"] = passed
     return report

@@ -164,3 +164,39 @@ def test_verify_detects_a_damaged_file(tiny_int4: Path, tmp_path: Path) -> None:
     result = oss_edge("verify", str(copy))
     assert result.returncode != 0
     assert "model.onnx.data differs from manifest.json" in result.stderr
+
+
+def test_int8_experts_hold_the_mxfp4_weights_exactly(tiny_mxfp4: Path, tiny_int4: Path, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
+    from export.synth import dequantize_mxfp4  # noqa: PLC0415
+
+    out = tmp_path / "int8-experts"
+    result = oss_edge(
+        "export", str(tiny_mxfp4), "--out", str(out), "--experts", "int8", "--precision", "fp32", "--parity"
+    )
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(str(out / "model.onnx"))
+    qmoe = [node for node in model.graph.node if node.op_type == "QMoE"]
+    assert qmoe and all(
+        onnx.helper.get_attribute_value(a) == 8 for n in qmoe for a in n.attribute if a.name == "expert_weight_bits"
+    )
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    checkpoint: dict[str, np.ndarray] = {}
+    for shard in tiny_mxfp4.glob("*.safetensors"):
+        checkpoint.update(load_file(shard))
+    worst = 0.0
+    for layer in range(2):
+        for proj in ("gate_up_proj", "down_proj"):
+            prefix = f"model.layers.{layer}.mlp.experts.{proj}"
+            reference = dequantize_mxfp4(checkpoint[f"{prefix}_blocks"], checkpoint[f"{prefix}_scales"])
+            q = weights[f"model.layers.{layer}.moe.experts.{proj}.qweight"].astype(np.int32) - 128
+            scales = weights[f"model.layers.{layer}.moe.experts.{proj}.scales"]
+            experts, rows, width = q.shape
+            stored = (q.reshape(experts, rows, width // 32, 32) * scales[..., None]).reshape(experts, rows, width)
+            worst = max(worst, float(np.abs(stored - reference.reshape(stored.shape)).max()))
+    assert worst == 0.0
+    parity = _manifest(out)["verification"]["parity"]
+    assert parity["precision"] == "fp32+int8-experts" and parity["passed"]
+    assert parity["mean_kl"] < _manifest(tiny_int4)["verification"]["parity"]["mean_kl"]
+    assert _manifest(out)["options"]["experts"] == "int8"
