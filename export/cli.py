@@ -12,7 +12,7 @@ from typing import Any
 
 from edge_runtime.paths import models_dir
 from export.checkpoint import DEFAULT_HUB_ID
-from export.errors import VerificationError
+from export.errors import OptionError, VerificationError
 
 
 def register(subparsers: Any) -> None:
@@ -57,7 +57,14 @@ def register(subparsers: Any) -> None:
         type=Path,
         help=f"model folder to create (default: a folder under {models_dir()} named after the source and options)",
     )
-    export.add_argument("--precision", choices=("int4", "fp32"), default="int4")
+    export.add_argument("--precision", choices=("int4", "fp32"), default=None, help="int4 (default) or fp32")
+    export.add_argument(
+        "--quality",
+        choices=("fast", "balanced", "exact"),
+        help="a preset instead of --precision/--experts: fast = int4 everywhere (the default); balanced = int4, with "
+        "the MXFP4 experts held exactly in int8, the router unquantized and the lm_head in int8; exact = int8 "
+        "experts and every other weight unquantized (largest)",
+    )
     export.add_argument(
         "--experts",
         choices=("int4", "int8"),
@@ -159,13 +166,17 @@ def _export(args: argparse.Namespace) -> int:
     from export.pipeline import ExportRequest, print_summary, run_export  # noqa: PLC0415
     from export.progress import Progress  # noqa: PLC0415
 
-    out = args.out or default_out(args.source, args.precision, args.provider, args.experts)
+    if args.quality and (args.precision or args.experts):
+        raise OptionError("--quality chooses the precision and the experts itself; drop --precision and --experts")
+    variant = args.quality or (args.precision or "int4")
+    out = args.out or default_out(args.source, variant, args.provider, args.experts)
     request = ExportRequest(
         source=args.source,
         out=out,
-        precision=args.precision,
+        precision=args.precision or "int4",
         provider=args.provider,
         experts=args.experts,
+        quality=args.quality,
         revision=args.revision,
         force=args.force,
         parity=args.parity,

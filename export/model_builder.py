@@ -27,10 +27,30 @@ EXPERT_ENCODINGS = ("int4", "int8")
 
 
 @dataclass(frozen=True)
+class Quality:
+    """A named trade between size and speed on one side and fidelity to the checkpoint on the other."""
+
+    precision: str
+    experts: str | None
+    keep_router: bool  # router MatMuls unquantized: their errors change which experts run
+    lm_head: str | None  # "int8": the last MatMul, the most output-sensitive weight, in int8
+
+
+QUALITIES = {
+    "fast": Quality("int4", None, keep_router=False, lm_head=None),
+    "balanced": Quality("int4", "int8", keep_router=True, lm_head="int8"),
+    "exact": Quality("fp32", "int8", keep_router=True, lm_head=None),
+}
+
+
+@dataclass(frozen=True)
 class BuildOptions:
     precision: str = "int4"
     provider: str = "cpu"
     experts: str | None = None  # None: as the precision says (int4 QMoE at int4, dense at fp32)
+    keep_router: bool = False
+    lm_head: str | None = None
+    layers: int = 0  # the checkpoint's layer count, for naming the router MatMuls
 
     def check(self) -> None:
         if self.experts not in (None, *EXPERT_ENCODINGS):
@@ -57,6 +77,10 @@ class BuildOptions:
             extra["op_types_to_quantize"] = "MatMul/Gather"
         if self.experts == "int8":
             extra["moe_quant_type"] = "int8"
+        if self.precision == "int4" and self.keep_router:
+            extra["nodes_to_exclude"] = ",".join(f"/model/layers.{i}/moe/router/MatMul" for i in range(self.layers))
+        if self.precision == "int4" and self.lm_head == "int8":
+            extra["matmul_mixed_precision"] = "last_matmul:int8"
         return extra
 
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import psutil
 
 from export.checkpoint import Checkpoint, file_digest, resolve_source
 from export.errors import DiskFullError, ExportError, OutOfMemoryError, OutputExistsError
-from export.model_builder import BuildOptions, BuildProgress, run_builder
+from export.model_builder import QUALITIES, BuildOptions, BuildProgress, run_builder
 from export.progress import Progress
 from export.verify import cheap_checks, load_model, parity, parity_label
 
@@ -57,11 +57,27 @@ class ExportRequest:
     precision: str = "int4"
     provider: str = "cpu"
     experts: str | None = None
+    quality: str | None = None
     revision: str | None = None
     force: bool = False
     parity: bool = False
     download_dir: Path | None = None
     skip_memory_check: bool = False
+
+
+def build_options(request: ExportRequest, layers: int) -> BuildOptions:
+    """The builder's options: a quality preset, or precision and experts as given."""
+    if request.quality is None:
+        return BuildOptions(request.precision, request.provider, request.experts, layers=layers)
+    preset = QUALITIES[request.quality]
+    return BuildOptions(
+        preset.precision,
+        request.provider,
+        preset.experts,
+        keep_router=preset.keep_router,
+        lm_head=preset.lm_head,
+        layers=layers,
+    )
 
 
 def tool_versions() -> dict[str, str]:
@@ -174,7 +190,7 @@ def check_memory(checkpoint: Checkpoint, available: int) -> None:
 
 def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     """Export and verify; returns the manifest. Raises ExportError subclasses with user-facing messages."""
-    options = BuildOptions(request.precision, request.provider, request.experts)
+    options = build_options(request, 0)
     options.check()
     out = request.out.expanduser().resolve()
     if out.exists() and not request.force:
@@ -191,9 +207,10 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
 
     progress.stage("checking the checkpoint")
     checkpoint = resolve_source(request.source, request.revision, request.download_dir, quiet=not progress.enabled)
+    options = replace(options, layers=checkpoint.num_layers)
     if not request.skip_memory_check:
         check_memory(checkpoint, psutil.virtual_memory().available)
-    needed = _estimate_output_bytes(checkpoint, request.precision)
+    needed = _estimate_output_bytes(checkpoint, options.precision)
     free = shutil.disk_usage(out.parent).free
     if needed > free:
         raise DiskFullError(
@@ -213,7 +230,7 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
         with interrupts.installed():
             source_files = _hash(checkpoint.files, checkpoint.path, "hash source", progress)
             progress.stage(
-                f"converting {checkpoint.num_layers} layers ({checkpoint.format} -> {request.precision}, "
+                f"converting {checkpoint.num_layers} layers ({checkpoint.format} -> {options.precision}, "
                 f"{request.provider})"
             )
             layer_bar = progress.bar("convert", total=checkpoint.num_layers, unit="layer")
@@ -248,11 +265,13 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
             if request.parity and model is not None:
                 progress.stage("comparing with the reference (transformers, fp32)")
                 verification["parity"] = parity(
-                    model, model_dir, checkpoint.path, parity_label(request.precision, request.experts)
+                    model, model_dir, checkpoint.path, parity_label(options.precision, options.experts)
                 )
             del model  # release the session before hashing and moving the files
 
-            manifest = _manifest(request, checkpoint, source_files, extra, verification, build_seconds, run_here)
+            manifest = _manifest(
+                request, options, checkpoint, source_files, extra, verification, build_seconds, run_here
+            )
             outputs = sorted(p for p in model_dir.rglob("*") if p.is_file())
             manifest["files"] = _hash(outputs, model_dir, "hash output", progress)
             (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -280,6 +299,7 @@ def _hash(paths: list[Path], root: Path, desc: str, progress: Progress) -> list[
 
 def _manifest(
     request: ExportRequest,
+    build: BuildOptions,
     checkpoint: Checkpoint,
     source_files: list[dict[str, Any]],
     extra: dict[str, str],
@@ -296,6 +316,10 @@ def _manifest(
     if synthetic.exists():
         source["synthetic"] = json.loads(synthetic.read_text())
     options = asdict(request)
+    # what was built, whether asked for by name (a quality preset) or one by one
+    options.update(
+        precision=build.precision, experts=build.experts, keep_router=build.keep_router, lm_head=build.lm_head
+    )
     options["out"] = str(request.out)
     options["download_dir"] = str(request.download_dir) if request.download_dir else None
     return {

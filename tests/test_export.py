@@ -200,3 +200,31 @@ def test_int8_experts_hold_the_mxfp4_weights_exactly(tiny_mxfp4: Path, tiny_int4
     assert parity["precision"] == "fp32+int8-experts" and parity["passed"]
     assert parity["mean_kl"] < _manifest(tiny_int4)["verification"]["parity"]["mean_kl"]
     assert _manifest(out)["options"]["experts"] == "int8"
+
+
+@pytest.mark.parametrize("quality", ["fast", "balanced", "exact"])
+def test_each_quality_preset_exports_and_runs(tiny_mxfp4: Path, tmp_path: Path, quality: str) -> None:
+    out = tmp_path / quality
+    result = oss_edge("export", str(tiny_mxfp4), "--out", str(out), "--quality", quality)
+    assert result.returncode == 0, result.stderr
+    manifest = _manifest(out)
+    options = manifest["options"]
+    assert options["quality"] == quality
+    expected = {"fast": ("int4", None), "balanced": ("int4", "int8"), "exact": ("fp32", "int8")}[quality]
+    assert (options["precision"], options["experts"]) == expected
+    assert manifest["verification"]["smoke_run"]["generated"]  # it loaded and ran
+    model = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    by_name = {node.name: node for node in model.graph.node}
+    if quality == "balanced":
+        assert by_name["/model/layers.0/moe/router/MatMul"].op_type == "MatMul"  # the router stays unquantized
+        bits = [onnx.helper.get_attribute_value(a) for a in by_name["/lm_head/MatMul_Q8"].attribute if a.name == "bits"]
+        assert bits == [8]
+    if quality == "exact":
+        assert not any(node.op_type == "MatMulNBits" for node in model.graph.node)
+
+
+def test_quality_and_explicit_precision_do_not_mix(tiny_mxfp4: Path, tmp_path: Path) -> None:
+    result = oss_edge(
+        "export", str(tiny_mxfp4), "--out", str(tmp_path / "x"), "--quality", "fast", "--precision", "fp32"
+    )
+    assert result.returncode == 4 and "--quality chooses" in result.stderr
