@@ -256,6 +256,8 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
                     ) from exc
                 finally:
                     layer_bar.close()
+            if interrupts.received is not None:
+                raise KeyboardInterrupt  # the builder (or a library under it) swallowed the interruption
             build_seconds = time.perf_counter() - started
 
             progress.stage("verifying")
