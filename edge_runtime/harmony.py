@@ -267,6 +267,8 @@ class ChannelParser:
                 self.in_content = False
                 self.header = []
                 return []
+            if token in (s.channel, s.message, s.constrain):  # header tokens out of place: never text
+                return []
             return [ParseEvent(self.channel or "", token)]
         if token == s.start:
             self.header = []

@@ -102,7 +102,7 @@ def test_a_tool_call_ends_the_output_on_its_channel(codec: HarmonyCodec, referen
 def test_completion_output_stops_at_end_and_drops_other_special_tokens(
     codec: HarmonyCodec, reference: Tokenizer
 ) -> None:
-    ids = reference.encode("x + 1<|startoftext|>)<|end|>more", add_special_tokens=False).ids
+    ids = reference.encode("x + 1<|startoftext|><|channel|>)<|message|><|end|>more", add_special_tokens=False).ids
     texts, finish = parse(codec, ids, "final", single=True)
     assert texts == {"final": "x + 1)"}
     assert finish == "stop"
