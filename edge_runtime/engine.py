@@ -168,6 +168,10 @@ class Engine:
             config.overlay(json.dumps({"model": {"decoder": {"session_options": session}}}))
             return og.Model(config)
 
+        # What the export asked the model to run under (onnxruntime reads it while building the session).
+        for key, value in self.folder.manifest.get("runtime_env", {}).items():
+            if key.startswith("ORT_"):
+                os.environ[key] = str(value)
         provider = self.requested_provider
         try:
             return load(provider), provider

@@ -30,7 +30,7 @@ from export.checkpoint import Checkpoint, file_digest, resolve_source
 from export.errors import DiskFullError, ExportError, OutOfMemoryError, OutputExistsError
 from export.model_builder import QUALITIES, BuildOptions, BuildProgress, run_builder
 from export.progress import Progress
-from export.verify import cheap_checks, load_model, parity, parity_label
+from export.verify import cheap_checks, load_model, parity, parity_label, runtime_env
 
 MANIFEST_VERSION = 1
 PARTIAL_MARK = ".partial-"
@@ -262,7 +262,8 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
 
             progress.stage("verifying")
             run_here = request.provider == "cpu"
-            model = load_model(model_dir) if run_here else None
+            env = runtime_env(options.precision, options.experts)
+            model = load_model(model_dir, env=env) if run_here else None
             verification = cheap_checks(model_dir, request.provider, model)
             if request.parity and model is not None:
                 progress.stage("comparing with the reference (transformers, fp32)")
@@ -331,6 +332,7 @@ def _manifest(
         "source": source,
         "options": options,
         "builder_extra_options": extra,
+        "runtime_env": runtime_env(build.precision, build.experts),
         "qmoe_accuracy_level": 4 if request.provider == "cpu" else None,
         "execution_provider": {
             "target": request.provider,

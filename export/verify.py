@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -147,13 +148,20 @@ def check_provider_ops(ops: dict[str, int], provider: str) -> dict[str, Any]:
 
 
 def parity_label(precision: str, experts: str | None) -> str:
-    """What parity thresholds apply to: exact only when nothing is quantized (int8 experts run in QMoE)."""
+    """What parity thresholds apply to: exact at fp32, also with exact int8 experts (run as fp32, see runtime_env)."""
     return f"{precision}+int8-experts" if experts == "int8" else precision
 
 
-def load_model(model_dir: Path, threads: int = 0, provider: str = "cpu") -> Any:
+def runtime_env(precision: str, experts: str | None) -> dict[str, str]:
+    """Environment the model must run under. onnxruntime's CPU QMoE multiplies int8 experts with int8-quantized
+    activations unless told otherwise: exact int8 experts next to fp32 weights ask for its fp32 path."""
+    return {"ORT_QMOE_CPU_QNBIT_GEMM": "fp32"} if (precision, experts) == ("fp32", "int8") else {}
+
+
+def load_model(model_dir: Path, threads: int = 0, provider: str = "cpu", env: dict[str, str] | None = None) -> Any:
     import onnxruntime_genai as og  # noqa: PLC0415
 
+    os.environ.update(env or {})  # read by onnxruntime when it builds the session
     config = og.Config(str(model_dir))
     config.clear_providers()
     if provider != "cpu":
@@ -287,7 +295,7 @@ def parity(
         "greedy_sequences_identical": identical,
         "precision": precision,
     }
-    if precision == "fp32":
+    if precision.startswith("fp32"):
         result["thresholds"] = {
             "max_abs_logit_diff": FP32_MAX_ABS_DIFF,
             "greedy_sequences_identical": len(PARITY_PROMPTS),
@@ -336,7 +344,7 @@ def verify_folder(model_dir: Path, reference: Path | None = None, hashes: bool =
     provider = manifest.get("execution_provider", {}).get("target", "cpu")
     run_here = provider == "cpu"
     report = {"model_dir": str(model_dir), "provider": provider}
-    model = load_model(model_dir) if run_here else None
+    model = load_model(model_dir, env=manifest.get("runtime_env")) if run_here else None
     report.update(cheap_checks(model_dir, provider, model))
     if manifest and hashes:
         report["hashes"] = check_hashes(model_dir, manifest)

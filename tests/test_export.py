@@ -196,10 +196,14 @@ def test_int8_experts_hold_the_mxfp4_weights_exactly(tiny_mxfp4: Path, tiny_int4
             stored = (q.reshape(experts, rows, width // 32, 32) * scales[..., None]).reshape(experts, rows, width)
             worst = max(worst, float(np.abs(stored - reference.reshape(stored.shape)).max()))
     assert worst == 0.0
-    parity = _manifest(out)["verification"]["parity"]
+    manifest = _manifest(out)
+    assert manifest["options"]["experts"] == "int8"
+    # onnxruntime's CPU QMoE must run the int8 experts on its fp32 path to stay exact; the manifest says so
+    assert manifest["runtime_env"] == {"ORT_QMOE_CPU_QNBIT_GEMM": "fp32"}
+    parity = manifest["verification"]["parity"]
     assert parity["precision"] == "fp32+int8-experts" and parity["passed"]
-    assert parity["mean_kl"] < _manifest(tiny_int4)["verification"]["parity"]["mean_kl"]
-    assert _manifest(out)["options"]["experts"] == "int8"
+    assert parity["max_abs_logit_diff"] <= 1e-3
+    assert parity["greedy_sequences_identical"] == parity["prompts"]
 
 
 @pytest.mark.parametrize("quality", ["fast", "balanced", "exact"])
