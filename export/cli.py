@@ -57,13 +57,18 @@ def register(subparsers: Any) -> None:
         type=Path,
         help=f"model folder to create (default: a folder under {models_dir()} named after the source and options)",
     )
-    export.add_argument("--precision", choices=("int4", "fp32"), default=None, help="int4 (default) or fp32")
+    export.add_argument(
+        "--precision",
+        choices=("int4", "int8", "fp32"),
+        default=None,
+        help="weights other than the experts: int4 (default)",
+    )
     export.add_argument(
         "--quality",
         choices=("fast", "balanced", "exact"),
-        help="a preset instead of --precision/--experts: fast = int4 everywhere (the default); balanced = int4, with "
-        "the MXFP4 experts held exactly in int8, the router unquantized and the lm_head in int8; exact = int8 "
-        "experts and every other weight unquantized (largest)",
+        help="a preset instead of --precision/--experts: fast = int4 everywhere (the default, smallest and fastest); "
+        "balanced = int8 weights with the MXFP4 experts held exactly in int8; exact = exact int8 experts and every "
+        "other weight unquantized (largest, slowest, equal to the checkpoint)",
     )
     export.add_argument(
         "--experts",

@@ -20,7 +20,7 @@ import onnx
 from export.checkpoint import Checkpoint
 from export.errors import ExportError, OptionError
 
-SUPPORTED = {("int4", "cpu"), ("int4", "cuda"), ("int4", "dml"), ("fp32", "cpu"), ("fp32", "cuda")}
+SUPPORTED = {("int4", "cpu"), ("int4", "cuda"), ("int4", "dml"), ("int8", "cpu"), ("fp32", "cpu"), ("fp32", "cuda")}
 QMOE_ACCURACY_LEVEL = 4
 # int4: the builder's blockwise int4 (smallest, fastest); int8: MXFP4 experts held exactly (twice the expert bytes).
 EXPERT_ENCODINGS = ("int4", "int8")
@@ -32,14 +32,13 @@ class Quality:
 
     precision: str
     experts: str | None
-    keep_router: bool  # router MatMuls unquantized: their errors change which experts run
-    lm_head: str | None  # "int8": the last MatMul, the most output-sensitive weight, in int8
 
 
 QUALITIES = {
-    "fast": Quality("int4", None, keep_router=False, lm_head=None),
-    "balanced": Quality("int4", "int8", keep_router=True, lm_head="int8"),
-    "exact": Quality("fp32", "int8", keep_router=True, lm_head=None),
+    "fast": Quality("int4", None),
+    # int8 weights and exact experts: llama.cpp's MXFP4_MOE recipe (MXFP4 experts, Q8_0 elsewhere) in onnxruntime terms
+    "balanced": Quality("int8", "int8"),
+    "exact": Quality("fp32", "int8"),
 }
 
 
@@ -48,15 +47,12 @@ class BuildOptions:
     precision: str = "int4"
     provider: str = "cpu"
     experts: str | None = None  # None: as the precision says (int4 QMoE at int4, dense at fp32)
-    keep_router: bool = False
-    lm_head: str | None = None
-    layers: int = 0  # the checkpoint's layer count, for naming the router MatMuls
 
     def check(self) -> None:
         if self.experts not in (None, *EXPERT_ENCODINGS):
             raise OptionError(f"experts must be one of {', '.join(EXPERT_ENCODINGS)}, not {self.experts}")
-        if self.experts == "int4" and self.precision != "int4":
-            raise OptionError("int4 experts come with --precision int4; at fp32 the experts stay dense")
+        if self.experts == "int4" and self.precision == "fp32":
+            raise OptionError("int4 experts come with --precision int4 or int8; at fp32 the experts stay dense")
         if self.experts == "int8" and self.provider != "cpu":
             raise OptionError("exact int8 experts are built for the CPU provider only")
         if (self.precision, self.provider) not in SUPPORTED:
@@ -72,15 +68,11 @@ class BuildOptions:
             # Logits only for the positions asked for: 2.7x faster prefill, and the runtime needs no more.
             "prune_lm_head": "true",
         }
-        if self.precision == "int4":
+        if self.precision in ("int4", "int8"):
             # Quantize the embedding Gather too: an fp32 embedding alone would be 2.3 GB at 20b.
             extra["op_types_to_quantize"] = "MatMul/Gather"
         if self.experts == "int8":
             extra["moe_quant_type"] = "int8"
-        if self.precision == "int4" and self.keep_router:
-            extra["nodes_to_exclude"] = ",".join(f"/model/layers.{i}/moe/router/MatMul" for i in range(self.layers))
-        if self.precision == "int4" and self.lm_head == "int8":
-            extra["matmul_mixed_precision"] = "last_matmul:int8"
         return extra
 
 

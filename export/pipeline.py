@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,19 +65,12 @@ class ExportRequest:
     skip_memory_check: bool = False
 
 
-def build_options(request: ExportRequest, layers: int) -> BuildOptions:
+def build_options(request: ExportRequest) -> BuildOptions:
     """The builder's options: a quality preset, or precision and experts as given."""
     if request.quality is None:
-        return BuildOptions(request.precision, request.provider, request.experts, layers=layers)
+        return BuildOptions(request.precision, request.provider, request.experts)
     preset = QUALITIES[request.quality]
-    return BuildOptions(
-        preset.precision,
-        request.provider,
-        preset.experts,
-        keep_router=preset.keep_router,
-        lm_head=preset.lm_head,
-        layers=layers,
-    )
+    return BuildOptions(preset.precision, request.provider, preset.experts)
 
 
 def tool_versions() -> dict[str, str]:
@@ -159,8 +152,10 @@ def _is_disk_full(exc: BaseException) -> bool:
 
 def _estimate_output_bytes(checkpoint: Checkpoint, precision: str) -> int:
     weights = sum(p.stat().st_size for p in checkpoint.files if p.suffix == ".safetensors")
-    # int4 keeps about the MXFP4 size (4-bit experts, 4-bit rest); fp32 widens everything to 4 bytes.
-    factor = 1.2 if precision == "int4" else (8.5 if checkpoint.format == "mxfp4" else 2.1)
+    # int4 keeps about the MXFP4 size (4-bit experts, 4-bit rest), int8 about doubles it; fp32 widens everything
+    # to 4 bytes.
+    factors = {"int4": 1.2, "int8": 2.4}
+    factor = factors.get(precision) or (8.5 if checkpoint.format == "mxfp4" else 2.1)
     return int(weights * factor)
 
 
@@ -190,7 +185,7 @@ def check_memory(checkpoint: Checkpoint, available: int) -> None:
 
 def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     """Export and verify; returns the manifest. Raises ExportError subclasses with user-facing messages."""
-    options = build_options(request, 0)
+    options = build_options(request)
     options.check()
     out = request.out.expanduser().resolve()
     if out.exists() and not request.force:
@@ -207,7 +202,6 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
 
     progress.stage("checking the checkpoint")
     checkpoint = resolve_source(request.source, request.revision, request.download_dir, quiet=not progress.enabled)
-    options = replace(options, layers=checkpoint.num_layers)
     if not request.skip_memory_check:
         check_memory(checkpoint, psutil.virtual_memory().available)
     needed = _estimate_output_bytes(checkpoint, options.precision)
@@ -320,9 +314,7 @@ def _manifest(
         source["synthetic"] = json.loads(synthetic.read_text())
     options = asdict(request)
     # what was built, whether asked for by name (a quality preset) or one by one
-    options.update(
-        precision=build.precision, experts=build.experts, keep_router=build.keep_router, lm_head=build.lm_head
-    )
+    options.update(precision=build.precision, experts=build.experts)
     options["out"] = str(request.out)
     options["download_dir"] = str(request.download_dir) if request.download_dir else None
     return {

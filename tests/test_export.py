@@ -214,17 +214,29 @@ def test_each_quality_preset_exports_and_runs(tiny_mxfp4: Path, tmp_path: Path, 
     manifest = _manifest(out)
     options = manifest["options"]
     assert options["quality"] == quality
-    expected = {"fast": ("int4", None), "balanced": ("int4", "int8"), "exact": ("fp32", "int8")}[quality]
+    expected = {"fast": ("int4", None), "balanced": ("int8", "int8"), "exact": ("fp32", "int8")}[quality]
     assert (options["precision"], options["experts"]) == expected
     assert manifest["verification"]["smoke_run"]["generated"]  # it loaded and ran
     model = onnx.load(str(out / "model.onnx"), load_external_data=False)
-    by_name = {node.name: node for node in model.graph.node}
+    bits = {
+        onnx.helper.get_attribute_value(a)
+        for node in model.graph.node
+        if node.op_type in ("MatMulNBits", "GatherBlockQuantized")
+        for a in node.attribute
+        if a.name == "bits"
+    }
+    expert_bits = {
+        onnx.helper.get_attribute_value(a)
+        for node in model.graph.node
+        if node.op_type == "QMoE"
+        for a in node.attribute
+        if a.name == "expert_weight_bits"
+    }
     if quality == "balanced":
-        assert by_name["/model/layers.0/moe/router/MatMul"].op_type == "MatMul"  # the router stays unquantized
-        bits = [onnx.helper.get_attribute_value(a) for a in by_name["/lm_head/MatMul_Q8"].attribute if a.name == "bits"]
-        assert bits == [8]
+        assert bits == {8} and expert_bits == {8}
     if quality == "exact":
-        assert not any(node.op_type == "MatMulNBits" for node in model.graph.node)
+        assert not bits and expert_bits == {8}
+        assert manifest["runtime_env"] == {"ORT_QMOE_CPU_QNBIT_GEMM": "fp32"}
 
 
 def test_quality_and_explicit_precision_do_not_mix(tiny_mxfp4: Path, tmp_path: Path) -> None:
