@@ -200,16 +200,13 @@ def measure_raw_engine(model_dir: Path, prompt_tokens: int, decode_tokens: int, 
 
 
 def ensure_model(shape: str, cache: Path) -> Path:
-    from export.synth import generate  # noqa: PLC0415  (bench needs the export extra)
+    """The int4 export of a synthetic shape, made once into the benchmark cache."""
+    from export.bench import ensure_checkpoint  # noqa: PLC0415  (bench needs the export extra)
 
-    name = shape.replace(":", "")
-    checkpoint = cache / f"{name}-mxfp4"
-    out = cache / f"{name}-int4-onnx"
+    out = cache / f"{shape.replace(':', '')}-int4-onnx"
     if (out / "manifest.json").exists():
         return out
-    if not (checkpoint / "config.json").exists():
-        print(f"generating synthetic {shape} checkpoint in {checkpoint}", file=sys.stderr)
-        generate(checkpoint, shape, "mxfp4", 0)
+    checkpoint = ensure_checkpoint(shape, cache)
     print(f"exporting {shape} to {out}", file=sys.stderr)
     command = [sys.executable, "-m", "edge_runtime.cli", "export", str(checkpoint), "--out", str(out), "--force"]
     subprocess.run(command, check=True)

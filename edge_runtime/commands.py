@@ -65,6 +65,8 @@ def register(subparsers: Any) -> None:
 
 
 def register_bench(targets: Any) -> None:
+    from export.cli import add_bench_options  # noqa: PLC0415  (argparse only)
+
     runtime = targets.add_parser(
         "runtime",
         help="decode, prefill, time to first token, cancel latency and memory of the daemon",
@@ -73,13 +75,7 @@ def register_bench(targets: Any) -> None:
         "runtime.png to the report folder.",
     )
     runtime.add_argument("--shape", action="append", help="shapes (repeatable; default: tiny, slice:2, slice:4)")
-    runtime.add_argument("--report", type=Path, default=Path("bench-results"), help="report folder")
-    runtime.add_argument(
-        "--cache",
-        type=Path,
-        default=Path.home() / ".cache" / "oss-edge" / "bench",
-        help="where the synthetic checkpoints and exports are kept between runs",
-    )
+    add_bench_options(runtime)
     runtime.add_argument("--context", type=int, default=2048, help="tokens of context for the keystroke test")
     runtime.add_argument("--decode-tokens", type=int, default=64, help="tokens generated per decode measurement")
     runtime.set_defaults(handler=_bench_runtime)

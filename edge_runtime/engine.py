@@ -41,6 +41,8 @@ class ModelFolder:
     provider: str
     precision: str
     layers: int
+    kv_heads: int
+    head_size: int
     vocab_size: int
     context_length: int
     weight_bytes: int
@@ -87,6 +89,8 @@ def open_model_folder(path: Path) -> ModelFolder:
         provider=provider,
         precision=str(manifest.get("options", {}).get("precision", "unknown")),
         layers=int(decoder.get("num_hidden_layers", 0)),
+        kv_heads=int(decoder.get("num_key_value_heads", 0)),
+        head_size=int(decoder.get("head_size", 0)),
         vocab_size=int(config["model"].get("vocab_size", 0)),
         context_length=int(config["model"].get("context_length", 0)),
         weight_bytes=weights,
@@ -151,6 +155,7 @@ class Engine:
         self.codec = HarmonyCodec(self.tokenizer)
         self.model, self.provider = self._load()
         self.slots = [KvSlot(i) for i in range(max(1, slots))]
+        self.kv_values_per_token = 2 * folder.layers * folder.kv_heads * folder.head_size
         self.adaptive_chunks = chunk_tokens <= 0  # else every prompt chunk has exactly chunk_tokens tokens
         self.chunk_tokens = chunk_tokens if chunk_tokens > 0 else 64
         self.prefill_tokens = 0
@@ -262,9 +267,7 @@ class Engine:
 
     def kv_bytes_per_token(self) -> int:
         """Bytes of KV cache per token per slot (float32 keys and values on CPU, float16 elsewhere)."""
-        config = json.loads((self.folder.path / "genai_config.json").read_text())["model"]["decoder"]
-        width = 4 if self.provider == "cpu" else 2
-        return 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * config["head_size"] * width
+        return self.kv_values_per_token * (4 if self.provider == "cpu" else 2)
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

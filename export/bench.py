@@ -83,15 +83,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def ensure_checkpoint(shape: str, cache: Path) -> Path:
+    """The synthetic MXFP4 checkpoint of a shape, generated once into the benchmark cache."""
+    checkpoint = cache / f"{shape.replace(':', '')}-mxfp4"
+    if not (checkpoint / "config.json").exists():
+        print(f"generating synthetic {shape} checkpoint in {checkpoint}", file=sys.stderr)
+        generate(checkpoint, shape, "mxfp4", 0)
+    return checkpoint
+
+
 def run(shapes: list[str], report_dir: Path, cache: Path, precision: str) -> dict[str, Any]:
     report_dir.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     results = []
     for shape in shapes:
-        checkpoint = cache / f"{shape.replace(':', '')}-mxfp4"
-        if not (checkpoint / "config.json").exists():
-            print(f"generating synthetic {shape} checkpoint in {checkpoint}", file=sys.stderr)
-            generate(checkpoint, shape, "mxfp4", 0)
+        checkpoint = ensure_checkpoint(shape, cache)
         print(f"exporting {shape} ({precision})", file=sys.stderr)
         result = measure_export(checkpoint, cache / f"{shape.replace(':', '')}-{precision}-onnx", precision)
         result["shape"] = shape

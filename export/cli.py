@@ -121,15 +121,20 @@ def register_bench(subparsers: Any) -> Any:
     )
     export.add_argument("--shape", action="append", help="shapes to export (repeatable; default: tiny and slice:2)")
     export.add_argument("--precision", choices=("int4", "fp32"), default="int4")
-    export.add_argument("--report", type=Path, default=Path("bench-results"), help="report folder")
-    export.add_argument(
+    add_bench_options(export)
+    export.set_defaults(handler=_bench_export)
+    return targets
+
+
+def add_bench_options(bench: argparse.ArgumentParser) -> None:
+    """The report folder and model cache that every `oss-edge bench` target takes."""
+    bench.add_argument("--report", type=Path, default=Path("bench-results"), help="report folder")
+    bench.add_argument(
         "--cache",
         type=Path,
         default=Path.home() / ".cache" / "oss-edge" / "bench",
         help="where the synthetic checkpoints and exports are kept between runs",
     )
-    export.set_defaults(handler=_bench_export)
-    return targets
 
 
 def _bench_export(args: argparse.Namespace) -> int:

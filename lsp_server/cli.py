@@ -37,6 +37,7 @@ def register(subparsers: Any) -> None:
 
 
 def register_bench(targets: Any) -> None:
+    from export.cli import add_bench_options  # noqa: PLC0415  (argparse only)
     from lsp_server.bench import default_source  # noqa: PLC0415  (argparse defaults only)
 
     bench = targets.add_parser(
@@ -51,13 +52,7 @@ def register_bench(targets: Any) -> None:
     bench.add_argument("--chars", type=int, default=300, help="characters to type (default 300)")
     bench.add_argument("--rate", type=float, default=10.0, help="characters per second (default 10)")
     bench.add_argument("--debounce", type=int, default=50, help="client-side debounce in ms (default 50)")
-    bench.add_argument("--report", type=Path, default=Path("bench-results"), help="report folder")
-    bench.add_argument(
-        "--cache",
-        type=Path,
-        default=Path.home() / ".cache" / "oss-edge" / "bench",
-        help="where the synthetic checkpoints and exports are kept between runs",
-    )
+    add_bench_options(bench)
     bench.set_defaults(handler=_bench)
 
 

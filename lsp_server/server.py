@@ -48,6 +48,19 @@ CONVERTER = get_converter()
 
 
 @dataclass
+class Suggested:
+    """Suggestions at a cursor, with the document's lines as split once for the request."""
+
+    document: TextDocument
+    lines: list[str]
+    cursor: Cursor
+    texts: list[str]
+
+    def client_position(self, line: int, column: int) -> types.Position:
+        return self.document.position_codec.position_to_client_units(self.lines, _server_position(Cursor(line, column)))
+
+
+@dataclass
 class Suggestion:
     """The last suggestion shown for a document, kept for type-through."""
 
@@ -186,7 +199,7 @@ class OssEdgeServer(LanguageServer):
 
     async def suggest(
         self, uri: str, position: types.Position, alternatives: int, selected: tuple[types.Range, str] | None
-    ) -> tuple[TextDocument, Cursor, list[str]] | None:
+    ) -> Suggested | None:
         """Cleaned suggestions at a position, or None. Type-through, debounce and supersession happen here."""
         self.stats["requests"] += 1
         document = self.document(uri)
@@ -210,7 +223,7 @@ class OssEdgeServer(LanguageServer):
             remainder = self.type_through(uri, cursor, view.line_before)
             if remainder is not None:
                 self.stats["type_through"] += 1
-                return document, cursor, [remainder]
+                return Suggested(document, lines, cursor, [remainder])
         ticket = self.generation.get(uri, 0) + 1
         self.generation[uri] = ticket
         if self.settings.debounce_ms:
@@ -229,7 +242,7 @@ class OssEdgeServer(LanguageServer):
         if selected is None:
             self.suggestions[uri] = Suggestion(cursor.line, view.line_before, texts[0])
         self.stats["shown"] += 1
-        return document, cursor, texts
+        return Suggested(document, lines, cursor, texts)
 
     async def generate(
         self, uri: str, view: Window, prefix: str, multiline: bool, where: Surroundings, alternatives: int
@@ -334,8 +347,8 @@ async def inline_completion(
     )
     if outcome is None:
         return None
-    document, cursor, texts = outcome
-    here = document.position_to_client_units(_server_position(cursor))
+    texts = outcome.texts
+    here = outcome.client_position(outcome.cursor.line, outcome.cursor.column)
     if selected is not None:
         items = [
             types.InlineCompletionItem(
@@ -358,12 +371,11 @@ async def completion(ls: OssEdgeServer, params: types.CompletionParams) -> types
     outcome = await ls.suggest(params.text_document.uri, params.position, 1, None)
     if outcome is None:
         return None
-    document, cursor, texts = outcome
-    line = document.lines[cursor.line] if document.lines else ""
-    word = WORD.search(line[: cursor.column])
+    cursor, texts = outcome.cursor, outcome.texts
+    word = WORD.search(outcome.lines[cursor.line][: cursor.column])
     typed = word.group(0) if word else ""
-    start = document.position_to_client_units(_server_position(Cursor(cursor.line, cursor.column - len(typed))))
-    end = document.position_to_client_units(_server_position(cursor))
+    start = outcome.client_position(cursor.line, cursor.column - len(typed))
+    end = outcome.client_position(cursor.line, cursor.column)
     items = []
     for text in texts:
         first = text.split("\n", 1)[0]

@@ -91,3 +91,21 @@ def tiny_int4(model_cache: Path, tiny_mxfp4: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_fp32(model_cache: Path, tiny_mxfp4: Path) -> Path:
     return _export(model_cache, tiny_mxfp4, "onnx-tiny-mxfp4-fp32", "--precision", "fp32", "--parity")
+
+
+async def shutdown_daemon_async(socket: Path) -> None:
+    """Stop whatever daemon serves `socket`, if any: tests leave no model loaded behind them."""
+    from edge_runtime.client import connect  # noqa: PLC0415
+
+    try:
+        runtime = await connect(socket)
+    except Exception:
+        return
+    await runtime.call("shutdown")
+    await runtime.close()
+
+
+def shutdown_daemon(socket: Path) -> None:
+    import asyncio  # noqa: PLC0415
+
+    asyncio.run(shutdown_daemon_async(socket))

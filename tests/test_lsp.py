@@ -22,6 +22,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from edge_runtime.client import connect
+from tests.conftest import shutdown_daemon_async
 
 SERVER = [sys.executable, "-m", "edge_runtime.cli", "lsp"]
 SOURCE = (
@@ -66,16 +67,7 @@ async def client(request: pytest.FixtureRequest, lsp_client: LanguageClient, tin
     lsp_client.server_capabilities = result.capabilities  # type: ignore[attr-defined]
     yield
     await lsp_client.shutdown_session()
-    await stop_daemon(user_home / "run" / "lsp.sock")
-
-
-async def stop_daemon(socket: Path) -> None:
-    try:
-        runtime = await connect(socket)
-    except Exception:
-        return
-    await runtime.call("shutdown")
-    await runtime.close()
+    await shutdown_daemon_async(user_home / "run" / "lsp.sock")
 
 
 async def runtime_status(home: Path) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.client import connect
+from tests.conftest import shutdown_daemon
 
 SCRIPT = Path(__file__).parent / "neovim" / "complete_in_buffer.lua"
 
@@ -56,7 +55,7 @@ def test_neovim_completes_a_line_with_multibyte_text_through_its_lsp_client(
             timeout=180,
         )
     finally:
-        asyncio.run(_stop(socket))
+        shutdown_daemon(socket)
     assert result_file.exists(), run.stderr
     result = json.loads(result_file.read_text())
     assert "error" not in result, result
@@ -66,12 +65,3 @@ def test_neovim_completes_a_line_with_multibyte_text_through_its_lsp_client(
     assert written.startswith(original[: -len("na")])
     assert written.rstrip("\n") == original[: -len("na")] + result["new_text"]
     assert "héllo wörld" in written
-
-
-async def _stop(socket: Path) -> None:
-    try:
-        runtime = await connect(socket)
-    except Exception:
-        return
-    await runtime.call("shutdown")
-    await runtime.close()

@@ -16,6 +16,7 @@ import pynvim
 import pytest
 
 from edge_runtime.client import connect
+from tests.conftest import shutdown_daemon
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "editors" / "nvim"
@@ -49,16 +50,7 @@ def nvim(tmp_path: Path, user_home: Path) -> Iterator[pynvim.Nvim]:
     yield session
     session.exec_lua("for _, c in ipairs(vim.lsp.get_clients()) do c:stop(true) end")
     session.close()
-    asyncio.run(_stop(user_home / "run" / "nvim.sock"))
-
-
-async def _stop(socket: Path) -> None:
-    try:
-        runtime = await connect(socket)
-    except Exception:
-        return
-    await runtime.call("shutdown")
-    await runtime.close()
+    shutdown_daemon(user_home / "run" / "nvim.sock")
 
 
 def settings(model: Path, home: Path) -> dict[str, Any]:
@@ -108,12 +100,17 @@ def setup_plugin(nvim: pynvim.Nvim, model: Path, home: Path) -> None:
     )
 
 
+def start_with_plugin(nvim: pynvim.Nvim, model: Path, tmp_path: Path, home: Path) -> None:
+    """The plugin set up and enabled, a Python buffer attached, and the model ready."""
+    setup_plugin(nvim, model, home)
+    open_python(nvim, tmp_path)
+    wait_ready(nvim)
+
+
 def test_completion_in_a_buffer_through_omnifunc(
     nvim: pynvim.Nvim, tiny_int4: Path, tmp_path: Path, user_home: Path
 ) -> None:
-    setup_plugin(nvim, tiny_int4, user_home)
-    open_python(nvim, tmp_path)
-    wait_ready(nvim)
+    start_with_plugin(nvim, tiny_int4, tmp_path, user_home)
     before = nvim.current.buffer[:]
     nvim.command("normal! G$")
     nvim.input("A<C-x><C-o>")
@@ -129,9 +126,7 @@ def test_completion_in_a_buffer_through_omnifunc(
 def test_explain_fills_a_floating_window_and_q_closes_it(
     nvim: pynvim.Nvim, tiny_int4: Path, tmp_path: Path, user_home: Path
 ) -> None:
-    setup_plugin(nvim, tiny_int4, user_home)
-    open_python(nvim, tmp_path)
-    wait_ready(nvim)
+    start_with_plugin(nvim, tiny_int4, tmp_path, user_home)
     nvim.command("4,5OssEdge explain low")
     window = nvim.current.window
     assert nvim.api.win_get_config(window)["relative"] == "editor"
@@ -146,9 +141,7 @@ def test_explain_fills_a_floating_window_and_q_closes_it(
 def test_health_reports_the_command_model_and_daemon(
     nvim: pynvim.Nvim, tiny_int4: Path, tmp_path: Path, user_home: Path
 ) -> None:
-    setup_plugin(nvim, tiny_int4, user_home)
-    open_python(nvim, tmp_path)
-    wait_ready(nvim)
+    start_with_plugin(nvim, tiny_int4, tmp_path, user_home)
     nvim.command("checkhealth oss_edge")
     report = "\n".join(nvim.current.buffer[:])
     assert "oss-edge 0.1.0" in report
@@ -185,9 +178,7 @@ class DaemonOnAThread:
 def test_closing_the_explanation_cancels_it_in_the_daemon(
     nvim: pynvim.Nvim, tiny_int4: Path, tmp_path: Path, user_home: Path
 ) -> None:
-    setup_plugin(nvim, tiny_int4, user_home)
-    open_python(nvim, tmp_path)
-    wait_ready(nvim)
+    start_with_plugin(nvim, tiny_int4, tmp_path, user_home)
     other = DaemonOnAThread(user_home / "run" / "nvim.sock")
     # A long completion from another client keeps the engine busy, so the explanation waits in the queue
     # (completions go first) until the window is closed.
