@@ -91,11 +91,23 @@ def long_prefix(tokens: int, encode: Any) -> str:
     return "\n".join(lines[:lo]) + "\n"
 
 
-async def measure_daemon(model_dir: Path, context: int, decode_tokens: int) -> dict[str, Any]:
+# Tokens the completion prompt adds around the code (system, developer, user turns): prompts of N tokens carry
+# N - TEMPLATE_TOKENS tokens of code. The figures report the real prompt length.
+TEMPLATE_TOKENS = 350
+
+
+async def measure_daemon(
+    model_dir: Path, context: int, decode_tokens: int, prefill_lengths: tuple[int, ...] = ()
+) -> dict[str, Any]:
     from tokenizers import Tokenizer  # noqa: PLC0415
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    prefix = long_prefix(context - 350, lambda s: tokenizer.encode(s, add_special_tokens=False).ids)
+
+    def encode(text: str) -> list[int]:
+        return list(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    prefix = long_prefix(context - TEMPLATE_TOKENS, encode)
+    prefill_prefixes = {n: long_prefix(max(16, n - TEMPLATE_TOKENS), encode) for n in prefill_lengths}
     saved = os.environ.get("OSS_EDGE_HOME")
     with tempfile.TemporaryDirectory(prefix="oss-edge-bench-") as home:
         os.environ["OSS_EDGE_HOME"] = home  # the daemon's socket and log live and die with this run
@@ -104,7 +116,12 @@ async def measure_daemon(model_dir: Path, context: int, decode_tokens: int) -> d
         client = await connect(socket, model_dir=model_dir, start=True, serve_args=["--idle-exit", "60"])
         startup = time.perf_counter() - began
         try:
-            return {"startup_s": round(startup, 2), **await _daemon_figures(client, prefix, decode_tokens)}
+            figures = await _daemon_figures(client, prefix, decode_tokens)
+            figures["prefill"] = await _prefill_figures(client, prefill_prefixes)
+            status = await client.call("status")
+            figures["rss_bytes"] = status["memory"]["rss_bytes"]
+            figures["context_limit"] = status["context_limit"]
+            return {"startup_s": round(startup, 2), **figures}
         finally:
             await client.call("shutdown")
             await client.close()
@@ -157,6 +174,30 @@ async def _daemon_figures(client: RuntimeClient, prefix: str, decode_tokens: int
         "chunk_tokens": status["throughput"]["chunk_tokens"],
         "rss_bytes": status["memory"]["rss_bytes"],
     }
+
+
+async def _prefill_figures(client: RuntimeClient, prefixes: dict[int, str]) -> dict[str, Any]:
+    """Prefill speed at given prompt lengths: a file of its own each time, so nothing comes from the cache."""
+    figures = {}
+    for length, prefix in prefixes.items():
+        runs = []
+        for attempt in range(2):
+            doc = {"path": f"prefill{length}-{attempt}.py", "language": "python", "max_tokens": 1, "ignore_eos": True}
+            result = await client.call("complete", {**doc, "prefix": prefix})
+            runs.append(result)
+        best = min(runs, key=lambda r: r["prefill_ms"] / max(1, r["prompt_tokens"] - r["cached_tokens"]))
+        read = best["prompt_tokens"] - best["cached_tokens"]
+        figures[str(length)] = {
+            "prompt_tokens": best["prompt_tokens"],
+            "tokens_read": read,
+            "prefill_ms": best["prefill_ms"],
+            "tokens_per_s": round(read / (best["prefill_ms"] / 1000), 1),
+        }
+    return figures
+
+
+def folder_bytes(model_dir: Path) -> int:
+    return sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
 
 
 def _signal(event: asyncio.Event) -> ChunkHandler:
@@ -213,7 +254,14 @@ def ensure_model(shape: str, cache: Path) -> Path:
     return out
 
 
-def run(shapes: list[str], report_dir: Path, cache: Path, context: int, decode_tokens: int) -> dict[str, Any]:
+def run(
+    shapes: list[str],
+    report_dir: Path,
+    cache: Path,
+    context: int,
+    decode_tokens: int,
+    prefill_lengths: tuple[int, ...] = (512, 2048),
+) -> dict[str, Any]:
     from export.bench import machine  # noqa: PLC0415
 
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -226,7 +274,7 @@ def run(shapes: list[str], report_dir: Path, cache: Path, context: int, decode_t
         model_dir = ensure_model(shape, cache)
         folder = open_model_folder(model_dir)
         print(f"measuring {shape}: daemon", file=sys.stderr)
-        daemon = asyncio.run(measure_daemon(model_dir, context, decode_tokens))
+        daemon = asyncio.run(measure_daemon(model_dir, context, decode_tokens, prefill_lengths))
         print(f"measuring {shape}: raw engine", file=sys.stderr)
         raw = measure_raw_engine(model_dir, daemon["prompt_tokens"], decode_tokens, threads)
         bandwidth.append(measure_read_bandwidth(threads))
@@ -234,6 +282,8 @@ def run(shapes: list[str], report_dir: Path, cache: Path, context: int, decode_t
             {
                 "shape": shape,
                 "layers": folder.layers,
+                "full_width": shape == "20b" or shape.startswith("slice:"),
+                "model_bytes": folder_bytes(model_dir),
                 "bytes": active_bytes_per_token(model_dir),
                 "daemon": daemon,
                 "raw": raw,
@@ -261,7 +311,9 @@ def run(shapes: list[str], report_dir: Path, cache: Path, context: int, decode_t
         "decode_tokens": decode_tokens,
         "results": results,
         "extrapolated_24_layers": extrapolate(results, 24),
-        "command": f"oss-edge bench runtime {' '.join('--shape ' + s for s in shapes)} --context {context}",
+        "prefill_lengths": list(prefill_lengths),
+        "command": f"oss-edge bench runtime {' '.join('--shape ' + s for s in shapes)} --context {context} "
+        + " ".join(f"--prefill {n}" for n in prefill_lengths),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (report_dir / "runtime.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -273,6 +325,8 @@ def run(shapes: list[str], report_dir: Path, cache: Path, context: int, decode_t
 def extrapolate(results: list[dict[str, Any]], layers: int) -> dict[str, Any] | None:
     """Per-token time and bytes are linear in the layer count: fit full-width slices, read off the real depth."""
     wide = [r for r in results if r["shape"].startswith("slice:")]
+    if any(r["shape"] == "20b" for r in results):
+        return None  # measured at the real depth: nothing to extrapolate
     if len({r["layers"] for r in wide}) < 2:
         return None
     x = np.array([r["layers"] for r in wide], dtype=float)
@@ -298,25 +352,33 @@ def extrapolate(results: list[dict[str, Any]], layers: int) -> dict[str, Any] | 
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
+    lengths = [str(n) for n in report.get("prefill_lengths", [])]
+    prefill_head = "".join(f" prefill {n} tok/s |" for n in lengths)
     lines = [
         f"Runtime benchmark: {m['cpu_count']} CPUs ({m['threads']} threads), {m['memory_bytes'] / 2**30:.0f} GiB, "
         f"read bandwidth {m['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (best of "
         f"{', '.join(f'{b / 1e9:.0f}' for b in m['read_bandwidth_samples'])}), "
         f"context {report['context_tokens']} tokens",
         "",
-        "| shape | decode tok/s (daemon / raw / roofline) | daemon ÷ raw | ÷ roofline | prefill tok/s (daemon / raw) "
-        "| TTFT cold | TTFT warm (1 key) | warm ÷ decode step | cancel worst (decode / prefill) | RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| shape | on disk | load | decode tok/s (daemon / raw / roofline) | daemon ÷ raw | ÷ roofline |"
+        + prefill_head
+        + " TTFT cold | TTFT warm (1 key) | warm ÷ decode step | cancel worst (decode / prefill) | RSS (context) |",
+        "|---|---|---|---|---|---|" + "---|" * len(lengths) + "---|---|---|---|---|",
     ]
     for r in report["results"]:
         d, raw = r["daemon"], r["raw"]
         cancel_prefill = f"{d['cancel_prefill_worst_ms']:.0f} ms" if d["cancel_prefill_worst_ms"] else "n/a"
+        prefill = "".join(
+            f" {d['prefill'][n]['tokens_per_s']:.0f} ({d['prefill'][n]['prompt_tokens']}) |" for n in lengths
+        )
         lines.append(
-            f"| {r['shape']} | {d['decode_tokens_per_s']:.1f} / {raw['decode_tokens_per_s']:.1f} / "
-            f"{r['roofline_tokens_per_s']:.1f} | {r['decode_vs_raw']:.2f} | {r['decode_vs_roofline']:.2f} | "
-            f"{d['prefill_tokens_per_s']:.0f} / {raw['prefill_tokens_per_s']:.0f} | {d['ttft_cold_ms']:.0f} ms | "
-            f"{d['ttft_warm_ms']:.1f} ms | {r['warm_ttft_vs_decode_step']:.2f} | "
-            f"{d['cancel_decode_worst_ms']:.1f} ms / {cancel_prefill} | {d['rss_bytes'] / 1e9:.2f} GB |"
+            f"| {r['shape']} | {r.get('model_bytes', 0) / 1e9:.2f} GB | {d['startup_s']:.1f} s | "
+            f"{d['decode_tokens_per_s']:.1f} / {raw['decode_tokens_per_s']:.1f} / "
+            f"{r['roofline_tokens_per_s']:.1f} | {r['decode_vs_raw']:.2f} | {r['decode_vs_roofline']:.2f} |"
+            + prefill
+            + f" {d['ttft_cold_ms']:.0f} ms | {d['ttft_warm_ms']:.1f} ms | {r['warm_ttft_vs_decode_step']:.2f} | "
+            f"{d['cancel_decode_worst_ms']:.1f} ms / {cancel_prefill} | {d['rss_bytes'] / 1e9:.2f} GB "
+            f"({d.get('context_limit', '?')}) |"
         )
     x = report.get("extrapolated_24_layers")
     if x:
@@ -327,31 +389,52 @@ def markdown(report: dict[str, Any]) -> str:
             f"{x['roofline_tokens_per_s']:.1f}), prefill {x['prefill_tokens_per_s']:.0f} tok/s, "
             f"RSS {x['rss_bytes'] / 1e9:.1f} GB.",
         ]
-    lines += ["", "Command:", "", f"    {report['command']}"]
+    lines += [
+        "",
+        "Prefill columns: tokens per second reading a prompt of that many tokens from an empty cache (the real "
+        "prompt length in brackets). RSS is the daemon's resident memory with its KV cache sized for the context "
+        "limit in brackets. Load: from starting the daemon to its first answer.",
+        "",
+        "![decode and prefill against depth](runtime.png)",
+        "",
+        "Command:",
+        "",
+        f"    {report['command']}",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
+    """Decode and prefill speed against model depth (full-width shapes), and time to first token per shape."""
     import matplotlib  # noqa: PLC0415  (bench extra only)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     results = report["results"]
+    wide = sorted((r for r in results if r.get("full_width")), key=lambda r: r["layers"])
+    figure, (speed, prefill, latency) = plt.subplots(1, 3, figsize=(16, 4.5))
+    if wide:
+        depth = [r["layers"] for r in wide]
+        for label, values, style in (
+            ("roofline (memory bandwidth)", [r["roofline_tokens_per_s"] for r in wide], "k--"),
+            ("raw onnxruntime-genai", [r["raw"]["decode_tokens_per_s"] for r in wide], "s-"),
+            ("oss-edge daemon", [r["daemon"]["decode_tokens_per_s"] for r in wide], "o-"),
+        ):
+            speed.plot(depth, values, style, label=label)
+        for length in report.get("prefill_lengths", []):
+            values = [r["daemon"]["prefill"][str(length)]["tokens_per_s"] for r in wide]
+            prefill.plot(depth, values, "o-", label=f"{length}-token prompt")
+        for axis, title in ((speed, "Decode"), (prefill, "Prefill (empty cache)")):
+            axis.set_xlabel("layers (gpt-oss-20b widths; 24 = the full model)")
+            axis.set_ylabel("tokens per second (log)")
+            axis.set_yscale("log")
+            axis.set_xticks(depth)
+            axis.set_title(title)
+            axis.grid(True, which="both", alpha=0.3)
+            axis.legend(fontsize=8)
     names = [r["shape"] for r in results]
     x = np.arange(len(names))
-    figure, (speed, latency) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for offset, label, values in (
-        (-0.27, "roofline (memory bandwidth)", [r["roofline_tokens_per_s"] for r in results]),
-        (0.0, "raw onnxruntime-genai", [r["raw"]["decode_tokens_per_s"] for r in results]),
-        (0.27, "oss-edge daemon", [r["daemon"]["decode_tokens_per_s"] for r in results]),
-    ):
-        speed.bar(x + offset, values, width=0.27, label=label)
-    speed.set_xticks(x, names)
-    speed.set_yscale("log")
-    speed.set_ylabel("decode tokens per second (log)")
-    speed.set_title("Decode speed")
-    speed.legend()
     for offset, label, values in (
         (-0.2, "first token, cold cache", [r["daemon"]["ttft_cold_ms"] for r in results]),
         (0.2, "first token after one keystroke", [r["daemon"]["ttft_warm_ms"] for r in results]),
@@ -361,7 +444,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     latency.set_yscale("log")
     latency.set_ylabel(f"milliseconds on a {report['context_tokens']}-token context (log)")
     latency.set_title("Time to first token")
-    latency.legend()
+    latency.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -78,6 +78,12 @@ def register_bench(targets: Any) -> None:
     add_bench_options(runtime)
     runtime.add_argument("--context", type=int, default=2048, help="tokens of context for the keystroke test")
     runtime.add_argument("--decode-tokens", type=int, default=64, help="tokens generated per decode measurement")
+    runtime.add_argument(
+        "--prefill",
+        type=int,
+        action="append",
+        help="prompt lengths for the prefill measurement (repeatable; default: 512 and 2048)",
+    )
     runtime.set_defaults(handler=_bench_runtime)
 
 
@@ -138,7 +144,12 @@ def _bench_runtime(args: argparse.Namespace) -> int:
     from edge_runtime.bench import markdown, run  # noqa: PLC0415
 
     report = run(
-        args.shape or ["tiny", "slice:2", "slice:4"], args.report, args.cache, args.context, args.decode_tokens
+        args.shape or ["tiny", "slice:2", "slice:4"],
+        args.report,
+        args.cache,
+        args.context,
+        args.decode_tokens,
+        tuple(args.prefill or (512, 2048)),
     )
     print(markdown(report))
     print(f"report written to {args.report}")

@@ -89,6 +89,13 @@ def register(subparsers: Any) -> None:
         "fp32 copy of the model)",
     )
     export.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="convert with the model builder holding the whole model in memory, as it does on its own (about "
+        "40 GB for gpt-oss-20b); by default int4/int8 exports convert layer by layer in a few GB and write the "
+        "same files",
+    )
+    export.add_argument(
         "--skip-memory-check",
         action="store_true",
         help="start even when the estimated memory need exceeds the available memory",
@@ -120,9 +127,35 @@ def register_bench(subparsers: Any) -> Any:
         "its memory; write export.json, export.md and export_memory.png to the report folder.",
     )
     export.add_argument("--shape", action="append", help="shapes to export (repeatable; default: tiny and slice:2)")
-    export.add_argument("--precision", choices=("int4", "fp32"), default="int4")
+    export.add_argument("--precision", choices=("int4", "int8", "fp32"), default="int4")
+    export.add_argument(
+        "--compare-builder",
+        action="append",
+        default=[],
+        metavar="SHAPE",
+        help="also export this shape with --in-memory (the model builder as it stands), for comparison",
+    )
     add_bench_options(export)
     export.set_defaults(handler=_bench_export)
+
+    every = targets.add_parser(
+        "all",
+        help="export, runtime and LSP benchmarks into one report folder (report.json, report.md, charts)",
+        description="Run the export, runtime and LSP benchmarks in turn and write one report: report.json (every "
+        "figure and the machine), report.md (the tables) and the PNG charts, beside each part's own files.",
+    )
+    every.add_argument(
+        "--shape",
+        action="append",
+        help="shapes for the runtime and LSP benchmarks (repeatable; default: tiny, slice:2, slice:4)",
+    )
+    every.add_argument(
+        "--export-shape", action="append", help="shapes for the export benchmark (default: tiny and slice:2)"
+    )
+    every.add_argument("--compare-builder", action="append", default=[], metavar="SHAPE")
+    every.add_argument("--context", type=int, default=2048, help="tokens of context for the keystroke test")
+    add_bench_options(every)
+    every.set_defaults(handler=_bench_all)
     return targets
 
 
@@ -140,8 +173,39 @@ def add_bench_options(bench: argparse.ArgumentParser) -> None:
 def _bench_export(args: argparse.Namespace) -> int:
     from export.bench import markdown, run  # noqa: PLC0415
 
-    report = run(args.shape or ["tiny", "slice:2"], args.report, args.cache, args.precision)
+    report = run(
+        args.shape or ["tiny", "slice:2"], args.report, args.cache, args.precision, tuple(args.compare_builder)
+    )
     print(markdown(report))
+    print(f"report written to {args.report}")
+    return 0
+
+
+def _bench_all(args: argparse.Namespace) -> int:
+    from edge_runtime import bench as runtime_bench  # noqa: PLC0415
+    from export import bench as export_bench  # noqa: PLC0415
+    from lsp_server import bench as lsp_bench  # noqa: PLC0415
+
+    shapes = args.shape or ["tiny", "slice:2", "slice:4"]
+    parts = {
+        "export": export_bench.run(
+            args.export_shape or ["tiny", "slice:2"], args.report, args.cache, "int4", tuple(args.compare_builder)
+        ),
+        "runtime": runtime_bench.run(shapes, args.report, args.cache, args.context, 64),
+        "lsp": lsp_bench.run(shapes, args.report, args.cache, lsp_bench.default_source(), 300, 10.0, 50),
+    }
+    report = {"machine": parts["runtime"]["machine"], **parts}
+    (args.report / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    sections = [
+        export_bench.markdown(parts["export"]),
+        runtime_bench.markdown(parts["runtime"]),
+        lsp_bench.markdown(parts["lsp"]),
+    ]
+    text = "# oss-edge benchmark report\n\n" + "\n".join(
+        f"## {line}" if i == 0 else line for part in sections for i, line in enumerate(part.splitlines(keepends=True))
+    )
+    (args.report / "report.md").write_text(text)
+    print(text)
     print(f"report written to {args.report}")
     return 0
 
@@ -192,6 +256,7 @@ def _export(args: argparse.Namespace) -> int:
         parity=args.parity,
         download_dir=args.download_dir,
         skip_memory_check=args.skip_memory_check,
+        in_memory=args.in_memory,
     )
     manifest = run_export(request, Progress())
     print_summary(manifest, out.expanduser().resolve())

@@ -114,7 +114,9 @@ def exact_int8_blocks(weights: Any, block: int = 32) -> tuple[Any, Any]:
     return (q + 128).to(torch.uint8).reshape(n, k), scales
 
 
-def _model_class(builder: Any, checkpoint: Checkpoint, progress: BuildProgress, options: BuildOptions) -> type:
+def _model_class(
+    builder: Any, checkpoint: Checkpoint, progress: BuildProgress, options: BuildOptions, spill_dir: Path | None
+) -> type:
     class GptOssExportModel(builder.GPTOSSModel):
         """The builder's gpt-oss model, with dense-expert input and progress reporting."""
 
@@ -153,7 +155,68 @@ def _model_class(builder: Any, checkpoint: Checkpoint, progress: BuildProgress, 
                 progress.on_stage("quantizing and saving")
             super().save_model(out_dir)
 
-    return GptOssExportModel
+    if spill_dir is None:
+        return GptOssExportModel
+    return _streaming_class(GptOssExportModel, checkpoint, spill_dir, progress)
+
+
+def _streaming_class(base_class: type, checkpoint: Checkpoint, spill_dir: Path, progress: BuildProgress) -> type:
+    from export import streaming  # noqa: PLC0415
+
+    dense_experts = (".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")
+
+    class StreamingExportModel(base_class):
+        """The same model, converted unit by unit within a few GB (see export/streaming.py)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.conversion = streaming.StreamingConversion(self, spill_dir)
+            self.conversion.check_supported()
+
+        def load_weights(self, input_path: str) -> Any:
+            if progress.on_stage:
+                progress.on_stage("reading the checkpoint layer by layer")
+            model = streaming.meta_model(checkpoint)
+            units = streaming.LazyUnits(model, checkpoint, skip=lambda name: name.endswith(dense_experts))
+            model.modules = units.modules  # the builder walks self.weights.modules()
+            self.conversion.units = units
+            return model
+
+        def load_mxfp4_experts(self, layer_id: int, decode: bool = False) -> Any:
+            if not decode:
+                return super().load_mxfp4_experts(layer_id, decode=decode)
+            if checkpoint.format == "mxfp4":
+                from onnxruntime_genai.models.loaders.gptoss import GptOssMXFP4Loader  # noqa: PLC0415
+
+                make = streaming.mxfp4_expert_maker(GptOssMXFP4Loader, checkpoint, layer_id)
+            else:
+                make = streaming.dense_expert_maker(checkpoint, layer_id)
+            experts = streaming.LayerExperts(make, int(self.moe_attrs["num_experts"]))
+            return experts.projection(0), experts.projection(1)
+
+        def make_embedding(self, embedding: Any) -> None:
+            super().make_embedding(embedding)
+            del embedding  # the flush gives the weights back: hold no reference here
+            self.conversion.flush()
+
+        def make_layer(self, layer_id: int, layer: Any) -> None:
+            super().make_layer(layer_id, layer)
+            self.conversion.flush()
+
+        def make_lm_head(self, lm_head: Any) -> None:
+            super().make_lm_head(lm_head)
+            self.conversion.flush()
+
+        def to_nbits(self) -> Any:
+            return self.conversion.finish()
+
+        def save_model(self, out_dir: str) -> None:
+            try:
+                super().save_model(out_dir)
+            finally:
+                self.conversion.close()
+
+    return StreamingExportModel
 
 
 @contextlib.contextmanager
@@ -192,14 +255,20 @@ def run_builder(
     options: BuildOptions,
     progress: BuildProgress,
     log: TextIO,
+    streaming: bool = True,
 ) -> dict[str, str]:
-    """Build the ONNX model folder in out_dir; the builder's chatter goes to log. Returns its extra options."""
+    """Build the ONNX model folder in out_dir; the builder's chatter goes to log. Returns its extra options.
+
+    streaming: convert unit by unit within a few GB (export/streaming.py) where the precision allows it; otherwise
+    the builder holds the whole model in memory as it does on its own.
+    """
     options.check()
     builder, base = _builder_modules()
     extra = options.builder_extra_options()
     model_path = str(checkpoint.path)
     cache_dir = str(work_dir / "builder_cache")
     save_bar = progress.make_save_bar or base.tqdm
+    spill_dir = work_dir / "spill" if streaming and uses_streaming(options) else None
     with redirect_output(log):
         prepared = builder.parse_extra_options(
             model_path,
@@ -211,7 +280,7 @@ def run_builder(
             [f"{k}={v}" for k, v in extra.items()],
         )
         with (
-            _patched(builder, "GPTOSSModel", _model_class(builder, checkpoint, progress, options)),
+            _patched(builder, "GPTOSSModel", _model_class(builder, checkpoint, progress, options, spill_dir)),
             _patched(base, "tqdm", save_bar),
         ):
             builder.create_model(
@@ -220,6 +289,12 @@ def run_builder(
     if options.provider == "cpu":
         set_qmoe_accuracy_level(out_dir / "model.onnx", QMOE_ACCURACY_LEVEL)
     return extra
+
+
+def uses_streaming(options: BuildOptions) -> bool:
+    from export.streaming import supports  # noqa: PLC0415
+
+    return supports(options.precision, options.provider)
 
 
 def set_qmoe_accuracy_level(model_path: Path, level: int) -> int:

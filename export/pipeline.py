@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import sys
@@ -28,9 +29,9 @@ import psutil
 
 from export.checkpoint import Checkpoint, file_digest, resolve_source
 from export.errors import DiskFullError, ExportError, OutOfMemoryError, OutputExistsError
-from export.model_builder import QUALITIES, BuildOptions, BuildProgress, run_builder
+from export.model_builder import QUALITIES, BuildOptions, BuildProgress, run_builder, uses_streaming
 from export.progress import Progress
-from export.verify import cheap_checks, load_model, parity, parity_label, runtime_env
+from export.verify import parity_label, run_checks_in_child, runtime_env
 
 MANIFEST_VERSION = 1
 PARTIAL_MARK = ".partial-"
@@ -63,6 +64,7 @@ class ExportRequest:
     parity: bool = False
     download_dir: Path | None = None
     skip_memory_check: bool = False
+    in_memory: bool = False
 
 
 def build_options(request: ExportRequest) -> BuildOptions:
@@ -159,26 +161,31 @@ def _estimate_output_bytes(checkpoint: Checkpoint, precision: str) -> int:
     return int(weights * factor)
 
 
-def estimate_peak_memory(checkpoint: Checkpoint) -> int:
-    """The builder's peak RSS, fitted to measurements: it holds the whole model in fp32 while converting.
+def estimate_peak_memory(checkpoint: Checkpoint, streaming: bool) -> int:
+    """Peak RSS of the conversion, fitted to measurements.
 
-    slice:2 measured 15.0 GB and slice:4 18 GB: about 3.6x the bytes of each layer's weights, 4.6x those of the
-    embedding and lm_head, plus 0.5 GB of libraries.
+    The builder on its own holds the whole model in fp32: slice:2 measured 15.0 GB and slice:4 18 GB, about 3.6x
+    the bytes of each layer's weights, 4.6x those of the embedding and lm_head, plus 0.5 GB of libraries.
+    Streaming holds one unit at a time; the largest is the embedding or the lm_head, in bf16 and in fp32 at once
+    while it is quantized: about 3.5x its bf16 bytes plus 1 GB of libraries, whatever the depth.
     """
     outer = {"model.embed_tokens.weight", "lm_head.weight"}
-    outer_bytes = sum(t.end - t.begin for name, t in checkpoint.tensors.items() if name in outer)
+    outer_sizes = [t.end - t.begin for name, t in checkpoint.tensors.items() if name in outer]
+    if streaming:
+        return int(1.0e9 + 3.5 * max(outer_sizes, default=0))
     layer_bytes = sum(t.end - t.begin for name, t in checkpoint.tensors.items() if name not in outer)
     if checkpoint.format == "bf16":
         layer_bytes //= 4  # dense bf16 experts take ~4x the bytes of MXFP4 for the same fp32 working set
-    return int(0.5e9 + 3.6 * layer_bytes + 4.6 * outer_bytes)
+    return int(0.5e9 + 3.6 * layer_bytes + 4.6 * sum(outer_sizes))
 
 
-def check_memory(checkpoint: Checkpoint, available: int) -> None:
-    needed = estimate_peak_memory(checkpoint)
+def check_memory(checkpoint: Checkpoint, available: int, streaming: bool) -> None:
+    needed = estimate_peak_memory(checkpoint, streaming)
     if needed > available:
+        how = "converting layer by layer" if streaming else "the model builder holds the whole model in fp32"
         raise OutOfMemoryError(
-            f"this export needs about {needed / 1e9:.0f} GB of memory while converting (the model builder holds "
-            f"the whole model in fp32) and {available / 1e9:.0f} GB are available; it would be killed part way. "
+            f"this export needs about {needed / 1e9:.0f} GB of memory while converting ({how}) and "
+            f"{available / 1e9:.0f} GB are available; it would be killed part way. "
             "Run it on a machine with more memory, or pass --skip-memory-check to try anyway"
         )
 
@@ -202,9 +209,13 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
 
     progress.stage("checking the checkpoint")
     checkpoint = resolve_source(request.source, request.revision, request.download_dir, quiet=not progress.enabled)
+    streaming = not request.in_memory and uses_streaming(options)
     if not request.skip_memory_check:
-        check_memory(checkpoint, psutil.virtual_memory().available)
+        check_memory(checkpoint, psutil.virtual_memory().available, streaming)
     needed = _estimate_output_bytes(checkpoint, options.precision)
+    if streaming:
+        # the spill file holds each weight before and after quantization until the folder is written
+        needed += int(1.4 * needed)
     free = shutil.disk_usage(out.parent).free
     if needed > free:
         raise DiskFullError(
@@ -235,7 +246,9 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
             )
             with open(log_path, "w", encoding="utf-8") as log:
                 try:
-                    extra = run_builder(checkpoint, model_dir, work_dir, options, build_progress, log)
+                    extra = run_builder(
+                        checkpoint, model_dir, work_dir, options, build_progress, log, streaming=streaming
+                    )
                 except ExportError:
                     raise
                 except Exception as exc:
@@ -253,22 +266,35 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
             if interrupts.received is not None:
                 raise KeyboardInterrupt  # the builder (or a library under it) swallowed the interruption
             build_seconds = time.perf_counter() - started
+            convert_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            spill = work_dir / "spill" / "spill.bin"
+            spill_bytes = spill.stat().st_size if spill.exists() else 0
+            shutil.rmtree(work_dir / "spill", ignore_errors=True)
 
-            progress.stage("verifying")
             run_here = request.provider == "cpu"
-            env = runtime_env(options.precision, options.experts)
-            model = load_model(model_dir, env=env) if run_here else None
-            verification = cheap_checks(model_dir, request.provider, model)
-            if request.parity and model is not None:
-                progress.stage("comparing with the reference (transformers, fp32)")
-                verification["parity"] = parity(
-                    model, model_dir, checkpoint.path, parity_label(options.precision, options.experts)
+            if request.parity and run_here:
+                progress.stage("verifying: a real run, and logits against the reference (transformers, fp32)")
+            else:
+                progress.stage("verifying" + (": a real run" if run_here else ""))
+            with open(log_path, "a", encoding="utf-8") as log:
+                verification = run_checks_in_child(
+                    model_dir,
+                    request.provider,
+                    runtime_env(options.precision, options.experts),
+                    checkpoint.path if request.parity and run_here else None,
+                    parity_label(options.precision, options.experts),
+                    log,
                 )
-            del model  # release the session before hashing and moving the files
+            memory = {
+                "convert_peak_rss_bytes": convert_peak,
+                "spill_bytes": spill_bytes,
+                "verify_peak_rss_bytes": verification.pop("peak_rss_bytes", None),
+            }
 
             manifest = _manifest(
                 request, options, checkpoint, source_files, extra, verification, build_seconds, run_here
             )
+            manifest["conversion"] = {"method": "streaming" if streaming else "builder in memory", **memory}
             outputs = sorted(p for p in model_dir.rglob("*") if p.is_file())
             manifest["files"] = _hash(outputs, model_dir, "hash output", progress)
             (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from export.checkpoint import file_digest
-from export.errors import VerificationError
+from export.errors import ExportError, VerificationError
 
 REQUIRED_FILES = ("genai_config.json", "model.onnx", "tokenizer.json", "tokenizer_config.json")
 HARMONY_SAMPLE = (
@@ -331,6 +331,89 @@ def check_hashes(model_dir: Path, manifest: dict[str, Any]) -> str:
     return f"{len(listed)} files match manifest.json"
 
 
+def run_checks(
+    model_dir: Path, provider: str, env: dict[str, str] | None, reference: Path | None, label: str
+) -> dict[str, Any]:
+    """Load the model as the runtime does (when it was built for this machine), run it, compare with reference."""
+    model = load_model(model_dir, env=env) if provider == "cpu" else None
+    report = cheap_checks(model_dir, provider, model)
+    if reference is not None and model is not None:
+        report["parity"] = parity(model, model_dir, reference, label)
+    return report
+
+
+def run_checks_in_child(
+    model_dir: Path, provider: str, env: dict[str, str] | None, reference: Path | None, label: str, log: Any
+) -> dict[str, Any]:
+    """run_checks in a process of its own, so that the model's memory is never added to the conversion's.
+
+    The report gains `peak_rss_bytes`, the child's own peak. Its output goes to log. A failure comes back as
+    VerificationError (what the check said) or ExportError (the child died).
+    """
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="oss-edge-verify-") as tmp:
+        request, answer = Path(tmp) / "request.json", Path(tmp) / "report.json"
+        request.write_text(
+            json.dumps(
+                {
+                    "model_dir": str(model_dir),
+                    "provider": provider,
+                    "env": env or {},
+                    "reference": str(reference) if reference else None,
+                    "label": label,
+                }
+            )
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-m", "export.verify", str(request), str(answer)], stdout=log, stderr=log
+        )
+        try:
+            code = child.wait()
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        if not answer.exists():
+            raise ExportError(f"the verification run died (exit status {code}); its output is in the export log")
+        report = json.loads(answer.read_text())
+    if "error" in report:
+        raise VerificationError(report["error"])
+    return dict(report)
+
+
+def _peak_rss() -> int:
+    """This process's own high-water mark (VmHWM: reset by exec, unlike ru_maxrss, which a child inherits)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource  # noqa: PLC0415
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _child_main(request_path: str, answer_path: str) -> int:
+    request = json.loads(Path(request_path).read_text())
+    try:
+        report = run_checks(
+            Path(request["model_dir"]),
+            request["provider"],
+            request["env"],
+            Path(request["reference"]) if request["reference"] else None,
+            request["label"],
+        )
+    except VerificationError as exc:
+        report = {"error": str(exc)}
+    report["peak_rss_bytes"] = _peak_rss()
+    Path(answer_path).write_text(json.dumps(report))
+    return 0
+
+
 def verify_folder(model_dir: Path, reference: Path | None = None, hashes: bool = True) -> dict[str, Any]:
     """The full report `oss-edge verify` prints. Raises VerificationError on a structural failure."""
     model_dir = Path(model_dir)
@@ -342,17 +425,19 @@ def verify_folder(model_dir: Path, reference: Path | None = None, hashes: bool =
         except ValueError as exc:
             raise VerificationError(f"manifest.json in {model_dir} is damaged: {exc}") from exc
     provider = manifest.get("execution_provider", {}).get("target", "cpu")
-    run_here = provider == "cpu"
-    report = {"model_dir": str(model_dir), "provider": provider}
-    model = load_model(model_dir, env=manifest.get("runtime_env")) if run_here else None
-    report.update(cheap_checks(model_dir, provider, model))
+    report: dict[str, Any] = {"model_dir": str(model_dir), "provider": provider}
+    options = manifest.get("options", {})
+    label = parity_label(options.get("precision", "int4"), options.get("experts"))
+    report.update(
+        run_checks(model_dir, provider, manifest.get("runtime_env"), Path(reference) if reference else None, label)
+    )
     if manifest and hashes:
         report["hashes"] = check_hashes(model_dir, manifest)
-    passed = True
-    if reference is not None and model is not None:
-        options = manifest.get("options", {})
-        label = parity_label(options.get("precision", "int4"), options.get("experts"))
-        report["parity"] = parity(model, model_dir, Path(reference), label)
-        passed = report["parity"]["passed"]
-    report["passed"] = passed
+    report["passed"] = report["parity"]["passed"] if "parity" in report else True
     return report
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_child_main(sys.argv[1], sys.argv[2]))

@@ -144,6 +144,8 @@ async def replay_typing(
         "prompt_tokens": prompt,
         "cached_share": round(cached / prompt, 4) if prompt else None,
         "rss_bytes": {"lsp_server": lsp_rss, "daemon": after["memory"]["rss_bytes"]},
+        "lsp_latency_samples_ms": [_ms(x) for x in lsp],
+        "raw_latency_samples_ms": [_ms(x) for x in raw],
     }
 
 
@@ -192,7 +194,39 @@ def run(
     }
     (report_dir / "lsp.json").write_text(json.dumps(report, indent=2) + "\n")
     (report_dir / "lsp.md").write_text(markdown(report))
+    plot(report, report_dir / "lsp_latency.png")
     return report
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Latency distribution of the keystroke replay: the suggestions shown, via LSP and from the raw runtime."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    results = [r for r in report["results"] if r.get("lsp_latency_samples_ms")]
+    if not results:
+        return
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
+    for ax, r in zip(axes[0], results, strict=True):
+        for key, label in (
+            ("lsp_latency_samples_ms", "via LSP (keystroke to suggestion)"),
+            ("raw_latency_samples_ms", "raw runtime, same requests"),
+        ):
+            values = sorted(r[key])
+            if values:
+                share = [(i + 1) / len(values) for i in range(len(values))]
+                ax.step(values, share, where="post", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.set_ylabel("share of suggestions shown")
+        ax.set_title(f"{r['shape']}: {r['suggestions_shown']} suggestions, typing {r['rate_per_s']}/s")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -213,5 +247,5 @@ def markdown(report: dict[str, Any]) -> str:
             f"{r['raw_latency_ms']['p50']} / {r['raw_latency_ms']['p95']} ms | {r['lsp_overhead_ms_p50']} ms | "
             f"{100 * (r['cached_share'] or 0):.1f}% | {lsp_rss} / {rss['daemon'] / 1e9:.2f} GB |"
         )
-    lines += ["", "Command:", "", f"    {report['command']}"]
+    lines += ["", "![keystroke latency distribution](lsp_latency.png)", "", "Command:", "", f"    {report['command']}"]
     return "\n".join(lines) + "\n"
