@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.client import ChunkHandler, RuntimeClient, connect
-from edge_runtime.engine import open_model_folder, physical_cores
+from edge_runtime.engine import QMOE_KERNEL_ENV, open_model_folder, physical_cores
 
 REPEATS = 5
 
@@ -97,7 +97,7 @@ TEMPLATE_TOKENS = 350
 
 
 async def measure_daemon(
-    model_dir: Path, context: int, decode_tokens: int, prefill_lengths: tuple[int, ...] = ()
+    model_dir: Path, context: int, decode_tokens: int, prefill_lengths: tuple[int, ...] = (), kernels: str = "auto"
 ) -> dict[str, Any]:
     from tokenizers import Tokenizer  # noqa: PLC0415
 
@@ -107,20 +107,28 @@ async def measure_daemon(
         return list(tokenizer.encode(text, add_special_tokens=False).ids)
 
     prefix = long_prefix(context - TEMPLATE_TOKENS, encode)
-    prefill_prefixes = {n: long_prefix(max(16, n - TEMPLATE_TOKENS), encode) for n in prefill_lengths}
     saved = os.environ.get("OSS_EDGE_HOME")
     with tempfile.TemporaryDirectory(prefix="oss-edge-bench-") as home:
         os.environ["OSS_EDGE_HOME"] = home  # the daemon's socket and log live and die with this run
         socket = Path(home) / "b.sock"
         began = time.perf_counter()
-        client = await connect(socket, model_dir=model_dir, start=True, serve_args=["--idle-exit", "60"])
+        serve_args = ["--idle-exit", "60", "--kernels", kernels]
+        client = await connect(socket, model_dir=model_dir, start=True, serve_args=serve_args)
         startup = time.perf_counter() - began
         try:
             figures = await _daemon_figures(client, prefix, decode_tokens)
-            figures["prefill"] = await _prefill_figures(client, prefill_prefixes)
+            # the prompt's own tokens around the code, as measured on the first request: prefill prompts come out
+            # at the lengths asked for
+            template = figures["prompt_tokens"] - len(encode(prefix))
+            prefixes = {n: long_prefix(max(16, n - template), encode) for n in prefill_lengths}
+            figures["prefill"] = await _prefill_figures(client, prefixes)
             status = await client.call("status")
             figures["rss_bytes"] = status["memory"]["rss_bytes"]
+            figures["rss_anon_bytes"] = status["memory"].get("rss_anon_bytes")
+            figures["rss_file_bytes"] = status["memory"].get("rss_file_bytes")
             figures["context_limit"] = status["context_limit"]
+            figures["kernels"] = status.get("kernels")
+            figures["load_s"] = status.get("load_s")
             return {"startup_s": round(startup, 2), **figures}
         finally:
             await client.call("shutdown")
@@ -177,7 +185,8 @@ async def _daemon_figures(client: RuntimeClient, prefix: str, decode_tokens: int
 
 
 async def _prefill_figures(client: RuntimeClient, prefixes: dict[int, str]) -> dict[str, Any]:
-    """Prefill speed at given prompt lengths: a file of its own each time, so nothing comes from the cache."""
+    """Prefill speed at given prompt lengths: a file of its own each time, so only the shared instructions come
+    from the cache; tokens per second over the tokens actually read."""
     figures = {}
     for length, prefix in prefixes.items():
         runs = []
@@ -207,13 +216,24 @@ def _signal(event: asyncio.Event) -> ChunkHandler:
     return on_chunk
 
 
-def measure_raw_engine(model_dir: Path, prompt_tokens: int, decode_tokens: int, threads: int) -> dict[str, Any]:
+def measure_raw_engine(
+    model_dir: Path, prompt_tokens: int, decode_tokens: int, threads: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The onnxruntime-genai loop with nothing around it: one append of the prompt, then generate_next_token."""
     import onnxruntime_genai as og  # noqa: PLC0415
 
     config = og.Config(str(model_dir))
     config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
-    model = og.Model(config)
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})  # the same kernels as the daemon (onnxruntime reads them building the session)
+    try:
+        model = og.Model(config)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     rng = np.random.default_rng(0)
     prompt = rng.integers(100, 1000, prompt_tokens).astype(np.int32)
     prefill, decode = [], []
@@ -261,6 +281,7 @@ def run(
     context: int,
     decode_tokens: int,
     prefill_lengths: tuple[int, ...] = (512, 2048),
+    kernels: tuple[str, ...] = ("auto",),
 ) -> dict[str, Any]:
     from export.bench import machine  # noqa: PLC0415
 
@@ -273,25 +294,28 @@ def run(
     for shape in shapes:
         model_dir = ensure_model(shape, cache)
         folder = open_model_folder(model_dir)
-        print(f"measuring {shape}: daemon", file=sys.stderr)
-        daemon = asyncio.run(measure_daemon(model_dir, context, decode_tokens, prefill_lengths))
-        print(f"measuring {shape}: raw engine", file=sys.stderr)
-        raw = measure_raw_engine(model_dir, daemon["prompt_tokens"], decode_tokens, threads)
-        bandwidth.append(measure_read_bandwidth(threads))
-        results.append(
-            {
-                "shape": shape,
-                "layers": folder.layers,
-                "full_width": shape == "20b" or shape.startswith("slice:"),
-                "model_bytes": folder_bytes(model_dir),
-                "bytes": active_bytes_per_token(model_dir),
-                "daemon": daemon,
-                "raw": raw,
-                "decode_vs_raw": round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3),
-                "prefill_vs_raw": round(daemon["prefill_tokens_per_s"] / raw["prefill_tokens_per_s"], 3),
-                "warm_ttft_vs_decode_step": round(daemon["ttft_warm_ms"] / daemon["decode_step_ms"], 2),
-            }
-        )
+        for mode in kernels:
+            print(f"measuring {shape} ({mode} kernels): daemon", file=sys.stderr)
+            daemon = asyncio.run(measure_daemon(model_dir, context, decode_tokens, prefill_lengths, mode))
+            print(f"measuring {shape} ({mode} kernels): raw engine", file=sys.stderr)
+            env = {QMOE_KERNEL_ENV: "fp32"} if daemon.get("kernels") == "compact" else {}
+            raw = measure_raw_engine(model_dir, daemon["prompt_tokens"], decode_tokens, threads, env)
+            bandwidth.append(measure_read_bandwidth(threads))
+            results.append(
+                {
+                    "shape": shape,
+                    "kernels": daemon.get("kernels") or mode,
+                    "layers": folder.layers,
+                    "full_width": shape == "20b" or shape.startswith("slice:"),
+                    "model_bytes": folder_bytes(model_dir),
+                    "bytes": active_bytes_per_token(model_dir),
+                    "daemon": daemon,
+                    "raw": raw,
+                    "decode_vs_raw": round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3),
+                    "prefill_vs_raw": round(daemon["prefill_tokens_per_s"] / raw["prefill_tokens_per_s"], 3),
+                    "warm_ttft_vs_decode_step": round(daemon["ttft_warm_ms"] / daemon["decode_step_ms"], 2),
+                }
+            )
     peak = max(bandwidth)
     for result in results:
         result["roofline_tokens_per_s"] = round(peak / result["bytes"]["active"], 1)
@@ -313,7 +337,8 @@ def run(
         "extrapolated_24_layers": extrapolate(results, 24),
         "prefill_lengths": list(prefill_lengths),
         "command": f"oss-edge bench runtime {' '.join('--shape ' + s for s in shapes)} --context {context} "
-        + " ".join(f"--prefill {n}" for n in prefill_lengths),
+        + " ".join(f"--prefill {n}" for n in prefill_lengths)
+        + "".join(f" --kernels {k}" for k in kernels if k != "auto"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (report_dir / "runtime.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -372,13 +397,14 @@ def markdown(report: dict[str, Any]) -> str:
             f" {d['prefill'][n]['tokens_per_s']:.0f} ({d['prefill'][n]['prompt_tokens']}) |" for n in lengths
         )
         lines.append(
-            f"| {r['shape']} | {r.get('model_bytes', 0) / 1e9:.2f} GB | {d['startup_s']:.1f} s | "
+            f"| {r['shape']} ({r.get('kernels', 'auto')} kernels) | {r.get('model_bytes', 0) / 1e9:.2f} GB | "
+            f"{d.get('load_s') or d['startup_s']:.1f} s | "
             f"{d['decode_tokens_per_s']:.1f} / {raw['decode_tokens_per_s']:.1f} / "
             f"{r['roofline_tokens_per_s']:.1f} | {r['decode_vs_raw']:.2f} | {r['decode_vs_roofline']:.2f} |"
             + prefill
             + f" {d['ttft_cold_ms']:.0f} ms | {d['ttft_warm_ms']:.1f} ms | {r['warm_ttft_vs_decode_step']:.2f} | "
             f"{d['cancel_decode_worst_ms']:.1f} ms / {cancel_prefill} | {d['rss_bytes'] / 1e9:.2f} GB "
-            f"({d.get('context_limit', '?')}) |"
+            f"({_split(d)}{d.get('context_limit', '?')} tokens) |"
         )
     x = report.get("extrapolated_24_layers")
     if x:
@@ -391,9 +417,9 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        "Prefill columns: tokens per second reading a prompt of that many tokens from an empty cache (the real "
-        "prompt length in brackets). RSS is the daemon's resident memory with its KV cache sized for the context "
-        "limit in brackets. Load: from starting the daemon to its first answer.",
+        "Prefill columns: a new file's prompt of that many tokens (the real length in brackets); the instructions "
+        "every prompt shares come from the cache, the rest is read at the tokens per second shown. RSS is the daemon's resident memory with its KV cache sized for the context "
+        "limit in brackets (anonymous + file-backed). Load: the daemon loading the model, packing included.",
         "",
         "![decode and prefill against depth](runtime.png)",
         "",
@@ -404,6 +430,12 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _split(d: dict[str, Any]) -> str:
+    if d.get("rss_anon_bytes") is None:
+        return ""
+    return f"{d['rss_anon_bytes'] / 1e9:.1f} anon + {d['rss_file_bytes'] / 1e9:.1f} file; "
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     """Decode and prefill speed against model depth (full-width shapes), and time to first token per shape."""
     import matplotlib  # noqa: PLC0415  (bench extra only)
@@ -412,7 +444,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     results = report["results"]
-    wide = sorted((r for r in results if r.get("full_width")), key=lambda r: r["layers"])
+    first_mode = results[0].get("kernels") if results else None
+    wide = sorted(
+        (r for r in results if r.get("full_width") and r.get("kernels") == first_mode), key=lambda r: r["layers"]
+    )
     figure, (speed, prefill, latency) = plt.subplots(1, 3, figsize=(16, 4.5))
     if wide:
         depth = [r["layers"] for r in wide]
@@ -425,7 +460,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for length in report.get("prefill_lengths", []):
             values = [r["daemon"]["prefill"][str(length)]["tokens_per_s"] for r in wide]
             prefill.plot(depth, values, "o-", label=f"{length}-token prompt")
-        for axis, title in ((speed, "Decode"), (prefill, "Prefill (empty cache)")):
+        for axis, title in (
+            (speed, f"Decode ({first_mode} kernels)"),
+            (prefill, f"Prefill, a new file ({first_mode} kernels)"),
+        ):
             axis.set_xlabel("layers (gpt-oss-20b widths; 24 = the full model)")
             axis.set_ylabel("tokens per second (log)")
             axis.set_yscale("log")
@@ -433,7 +471,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             axis.set_title(title)
             axis.grid(True, which="both", alpha=0.3)
             axis.legend(fontsize=8)
-    names = [r["shape"] for r in results]
+    names = [r["shape"] + ("" if r.get("kernels") == first_mode else f"\n{r.get('kernels')}") for r in results]
     x = np.arange(len(names))
     for offset, label, values in (
         (-0.2, "first token, cold cache", [r["daemon"]["ttft_cold_ms"] for r in results]),

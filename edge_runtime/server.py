@@ -63,6 +63,16 @@ MAX_NEIGHBOURS = 8
 MAX_SOCKET_PATH = 100
 
 
+def resident_split() -> dict[str, int]:
+    """Anonymous and file-backed resident bytes (Linux): file-backed weight pages are the kernel's to reclaim."""
+    try:
+        status = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    keys = {"RssAnon:": "rss_anon_bytes", "RssFile:": "rss_file_bytes"}
+    return {keys[f[0]]: int(f[1]) * 1024 for f in (line.split() for line in status) if f and f[0] in keys}
+
+
 def tcp_info_path(socket_path: Path) -> Path:
     return socket_path.with_suffix(".tcp.json")
 
@@ -78,6 +88,7 @@ class ServeOptions:
     idle_exit_s: float = 900.0
     chunk_tokens: int = 0
     max_frame_bytes: int = MAX_FRAME_BYTES
+    kernels: str = "auto"
 
 
 class DaemonLock:
@@ -424,8 +435,11 @@ class Daemon:
             "threads": self.engine.threads,
             "context_limit": self.engine.max_length,
             "clients": len(self.connections),
+            "load_s": round(self.engine.load_seconds, 2),
+            "kernels": self.engine.kernels,
             "memory": {
                 "rss_bytes": process.memory_info().rss,
+                **resident_split(),
                 "available_bytes": psutil.virtual_memory().available,
                 "weight_bytes": self.folder.weight_bytes,
             },
@@ -521,14 +535,19 @@ def serve(model_dir: Path, options: ServeOptions) -> int:
             slots=options.slots,
             provider=options.provider,
             chunk_tokens=options.chunk_tokens,
+            kernels=options.kernels,
         )
+        engine.load_seconds = time.perf_counter() - began
         log.info(
-            "loaded in %.1f s: provider %s, %d threads, %d slots of %d tokens",
-            time.perf_counter() - began,
+            "loaded in %.1f s: provider %s, %s kernels, %d threads, %d slots of %d tokens; %.1f GB of loading's "
+            "file pages released",
+            engine.load_seconds,
             engine.provider,
+            engine.kernels,
             engine.threads,
             len(engine.slots),
             engine.max_length,
+            engine.released_bytes / 1e9,
         )
         if engine.provider != (options.provider or folder.provider):
             print(f"oss-edge: {folder.provider} is not available here; running on CPU", file=sys.stderr)

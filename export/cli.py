@@ -154,8 +154,18 @@ def register_bench(subparsers: Any) -> Any:
     )
     every.add_argument("--compare-builder", action="append", default=[], metavar="SHAPE")
     every.add_argument("--context", type=int, default=2048, help="tokens of context for the keystroke test")
+    every.add_argument("--chars", type=int, default=300, help="characters typed in the LSP benchmark (default 300)")
     add_bench_options(every)
     every.set_defaults(handler=_bench_all)
+
+    assemble = targets.add_parser(
+        "report",
+        help="write report.json and report.md from the benchmark results already in the report folder",
+        description="Combine export.json, runtime.json and lsp.json in the report folder (each written by its own "
+        "benchmark, possibly on different days) into report.json and report.md.",
+    )
+    add_bench_options(assemble)
+    assemble.set_defaults(handler=_bench_report)
     return targets
 
 
@@ -187,27 +197,44 @@ def _bench_all(args: argparse.Namespace) -> int:
     from lsp_server import bench as lsp_bench  # noqa: PLC0415
 
     shapes = args.shape or ["tiny", "slice:2", "slice:4"]
-    parts = {
-        "export": export_bench.run(
-            args.export_shape or ["tiny", "slice:2"], args.report, args.cache, "int4", tuple(args.compare_builder)
-        ),
-        "runtime": runtime_bench.run(shapes, args.report, args.cache, args.context, 64),
-        "lsp": lsp_bench.run(shapes, args.report, args.cache, lsp_bench.default_source(), 300, 10.0, 50),
-    }
-    report = {"machine": parts["runtime"]["machine"], **parts}
-    (args.report / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    sections = [
-        export_bench.markdown(parts["export"]),
-        runtime_bench.markdown(parts["runtime"]),
-        lsp_bench.markdown(parts["lsp"]),
-    ]
-    text = "# oss-edge benchmark report\n\n" + "\n".join(
-        f"## {line}" if i == 0 else line for part in sections for i, line in enumerate(part.splitlines(keepends=True))
+    export_bench.run(
+        args.export_shape or ["tiny", "slice:2"], args.report, args.cache, "int4", tuple(args.compare_builder)
     )
-    (args.report / "report.md").write_text(text)
+    runtime_bench.run(shapes, args.report, args.cache, args.context, 64)
+    lsp_bench.run(shapes, args.report, args.cache, lsp_bench.default_source(), args.chars, 10.0, 50)
+    return _bench_report(args)
+
+
+def _bench_report(args: argparse.Namespace) -> int:
+    text = assemble_report(args.report)
     print(text)
-    print(f"report written to {args.report}")
+    print(f"report written to {args.report / 'report.md'} and {args.report / 'report.json'}")
     return 0
+
+
+def assemble_report(folder: Path) -> str:
+    """report.json (every part's figures and the machine) and report.md (every part's table) from the parts there."""
+    from edge_runtime import bench as runtime_bench  # noqa: PLC0415
+    from export import bench as export_bench  # noqa: PLC0415
+    from lsp_server import bench as lsp_bench  # noqa: PLC0415
+
+    writers = {"export": export_bench.markdown, "runtime": runtime_bench.markdown, "lsp": lsp_bench.markdown}
+    parts = {}
+    for name in writers:
+        path = folder / f"{name}.json"
+        if path.exists():
+            parts[name] = json.loads(path.read_text())
+    if not parts:
+        raise OptionError(f"{folder} holds no benchmark results (export.json, runtime.json, lsp.json)")
+    machine = next(iter(parts.values()))["machine"]
+    (folder / "report.json").write_text(json.dumps({"machine": machine, **parts}, indent=2) + "\n")
+    sections = ["# oss-edge benchmark report", ""]
+    for name, report in parts.items():
+        lines = writers[name](report).splitlines()
+        sections += [f"## {lines[0]}", *lines[1:], ""]
+    text = "\n".join(sections)
+    (folder / "report.md").write_text(text)
+    return text
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -214,8 +214,10 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
         check_memory(checkpoint, psutil.virtual_memory().available, streaming)
     needed = _estimate_output_bytes(checkpoint, options.precision)
     if streaming:
-        # the spill file holds each weight before and after quantization until the folder is written
-        needed += int(1.4 * needed)
+        # the spill holds the converted weights until the folder is written (about the output's size), and a
+        # scratch file the largest weight in fp32 while it is quantized (twice its bf16 bytes)
+        largest = max((t.end - t.begin for t in checkpoint.tensors.values()), default=0)
+        needed += needed + 2 * largest
     free = shutil.disk_usage(out.parent).free
     if needed > free:
         raise DiskFullError(

@@ -36,6 +36,10 @@ from export.safetensors_io import read_tensor
 # Initializers at least this large go to the spill file; the small ones (norms, biases, constants) stay.
 SPILL_MIN_BYTES = 64 * 1024
 SPILL_NAME = "spill.bin"
+# Weights waiting for the quantizer at least this large (the embedding, the lm_head) go to a scratch file that is
+# deleted once they are quantized: read back memory-mapped, never held twice. Smaller ones wait in memory.
+SCRATCH_NAME = "scratch.bin"
+SCRATCH_MIN_BYTES = 256 * 2**20
 WRITE_CHUNK_BYTES = 64 * 2**20
 
 
@@ -48,9 +52,9 @@ def supports(precision: str, provider: str) -> bool:
 class Spill:
     """An append-only file for tensors the conversion is done with, read back one at a time when saving."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, name: str = SPILL_NAME) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / SPILL_NAME
+        self.path = folder / name
         self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115  (closed by close())
         self.size = 0
 
@@ -275,6 +279,7 @@ class StreamingConversion:
         self.units: LazyUnits | None = None  # set when the builder loads the weights
         self.spill = Spill(spill_dir)
         self.spilled: dict[str, tuple[int, int]] = {}  # name -> (offset, length) in the spill
+        self.scratched: dict[str, tuple[int, int]] = {}  # the same in this flush's scratch file
         self.quantized: list[str] = []  # initializer names the quantizer made, in node order
         self.seen_nodes = 0
         self._quantizer: Any = None
@@ -327,69 +332,97 @@ class StreamingConversion:
 
     # -- per unit -----------------------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Quantize the nodes made since the last flush, then move every large in-memory initializer to disk."""
+        """Quantize the nodes made since the last flush as the builder's final pass would, and move every large
+        initializer to the spill; the weights the quantizer replaces never reach the spill."""
         graph = self.model.model.graph
         nodes = list(graph)
         new_nodes = nodes[self.seen_nodes :]
         self.seen_nodes = len(nodes)
-        self._spill_initializers()
-        if self.units is not None:
-            self.units.release()  # the builder is done with this unit's parameters; its initializers are on disk
-        if self.quantizing():
+        pending = {w.name for w in map(self._quantizable_weight, new_nodes) if w is not None}
+        scratch = Spill(self.spill.path.parent, SCRATCH_NAME) if pending else None
+        try:
+            self._spill_initializers(pending, scratch)
+            if self.units is not None:
+                self.units.release()  # the builder is done with this unit's parameters
             for node in new_nodes:
                 self._quantize(node)
+            self._spill_initializers(set(), None)  # what the quantizer left as it was
+        finally:
+            if scratch is not None:
+                scratch.close()
+                scratch.path.unlink(missing_ok=True)
+                self.scratched.clear()
         _return_freed_memory()
 
-    def _spill_initializers(self) -> None:
+    def _spill_initializers(self, pending: set[str], scratch: Spill | None) -> None:
         for name, value in self.model.model.graph.initializers.items():
             if name in self.spilled or value.const_value is None:
                 continue
             tensor = value.const_value
             if tensor.nbytes < SPILL_MIN_BYTES:
                 continue
-            offset, length = self.spill.write(_tensor_bytes(tensor))
-            value.const_value = self.spill.tensor(name, tensor.dtype, tensor.shape, offset, length)
-            self.spilled[name] = (offset, length)
+            if name in pending:
+                if scratch is None or tensor.nbytes < SCRATCH_MIN_BYTES:
+                    continue  # waits in memory for the quantizer
+                offset, length = scratch.write(_tensor_bytes(tensor))
+                value.const_value = scratch.tensor(name, tensor.dtype, tensor.shape, offset, length)
+                self.scratched[name] = (offset, length)
+            else:
+                offset, length = self.spill.write(_tensor_bytes(tensor))
+                value.const_value = self.spill.tensor(name, tensor.dtype, tensor.shape, offset, length)
+                self.spilled[name] = (offset, length)
             del tensor
 
-    def _weight_proto(self, value: Any) -> Any:
-        """The weight as the TensorProto the quantizer reads: external data in the spill file (relative path)."""
+    def _weight_proto(self, value: Any, location: str, offset: int, length: int) -> Any:
+        """The weight as the TensorProto the quantizer reads: external data in a file of the spill folder."""
         import onnx  # noqa: PLC0415
 
         tensor = value.const_value
         proto = onnx.TensorProto(name=value.name, data_type=int(tensor.dtype), dims=list(tensor.shape.numpy()))
         proto.data_location = onnx.TensorProto.EXTERNAL
-        offset, length = self.spilled[value.name]
-        for key, item in (("location", SPILL_NAME), ("offset", str(offset)), ("length", str(length))):
+        for key, item in (("location", location), ("offset", str(offset)), ("length", str(length))):
             entry = proto.external_data.add()
             entry.key, entry.value = key, item
         return proto
+
+    def _quantizable_weight(self, node: Any) -> Any:
+        """The constant weight the builder's quantizer would replace for this node, or None."""
+        if not self.quantizing():
+            return None
+        quantizer = self.quantizer()
+        ops = quantizer.algo_config.op_types_to_quantize
+        if node.op_type not in ops and not (quantizer.nodes_to_include and node.name in quantizer.nodes_to_include):
+            return None
+        if node.name in quantizer.nodes_to_exclude:
+            return None
+        weight_index = 0 if node.op_type == "Gather" else 1
+        weight = node.inputs[weight_index] if len(node.inputs) > weight_index else None
+        if weight is None or weight.const_value is None or not weight.is_initializer():
+            return None
+        return weight
 
     def _quantize(self, node: Any) -> None:
         import onnx  # noqa: PLC0415
         import onnx_ir as ir  # noqa: PLC0415
 
-        quantizer = self.quantizer()
-        ops = quantizer.algo_config.op_types_to_quantize
-        if node.op_type not in ops and not (quantizer.nodes_to_include and node.name in quantizer.nodes_to_include):
+        weight = self._quantizable_weight(node)
+        if weight is None:
             return
-        weight_index = 0 if node.op_type == "Gather" else 1
-        weight = node.inputs[weight_index] if len(node.inputs) > weight_index else None
-        if weight is None or weight.const_value is None or not weight.is_initializer():
-            return
-        if weight.name not in self.spilled:
-            # Small weights stay in memory; the quantizer gets them inline.
+        if weight.name in self.scratched:
+            weight_proto = self._weight_proto(weight, SCRATCH_NAME, *self.scratched[weight.name])
+        elif weight.name in self.spilled:
+            weight_proto = self._weight_proto(weight, SPILL_NAME, *self.spilled[weight.name])
+        else:
+            # Smaller weights wait in memory; the quantizer gets them inline.
             weight_proto = ir.serde.serialize_tensor(weight.const_value)
             weight_proto.name = weight.name
-        else:
-            weight_proto = self._weight_proto(weight)
         node_proto = ir.serde.serialize_node(node)
         mini = onnx.helper.make_graph([node_proto], "unit", [], [], initializer=[weight_proto])
         with _working_directory(self.spill.path.parent), _external_arrays_mapped():
-            quantizer._process_subgraph([mini])
+            self.quantizer()._process_subgraph([mini])
         made = list(mini.node)
         if len(made) == 1 and made[0].op_type == node.op_type:
-            return  # left as it is (excluded, or a Gather at 8 bits)
+            return  # left as it is (a Gather at 8 bits)
         if len(made) != 1:
             raise ExportError(f"quantizing {node.name} made {len(made)} nodes; the streaming conversion expects one")
         if len(weight.uses()) != 1:

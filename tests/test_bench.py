@@ -1,4 +1,4 @@
-"""`oss-edge bench export` writes a report a person can read: JSON with every figure, a table and a chart."""
+"""`oss-edge bench` writes one report a person can read: JSON with every figure and the machine, tables, charts."""
 
 from __future__ import annotations
 
@@ -7,53 +7,67 @@ from pathlib import Path
 
 from tests.conftest import oss_edge
 
-
-def test_export_benchmark_writes_json_markdown_and_chart(tmp_path: Path) -> None:
-    report = tmp_path / "report"
-    result = oss_edge("bench", "export", "--shape", "tiny", "--report", str(report), "--cache", str(tmp_path / "c"))
-    assert result.returncode == 0, result.stderr
-    data = json.loads((report / "export.json").read_text())
-    assert data["machine"]["memory_bytes"] > 0 and data["machine"]["tools"]["onnxruntime-genai"]
-    (run,) = data["results"]
-    assert run["shape"] == "tiny" and run["wall_seconds"] > 0
-    assert run["peak_rss_bytes"] > 100e6  # torch, transformers and the builder are loaded
-    assert len(run["memory_samples"]) >= 2 and run["output_bytes"] > run["checkpoint_bytes"]
-    assert "oss-edge export" in run["command"]
-    assert "| tiny | int4 |" in (report / "export.md").read_text()
-    assert (report / "export_memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_runtime_benchmark_measures_the_daemon_against_the_raw_engine(tmp_path: Path) -> None:
+def test_bench_all_writes_one_report_folder(tmp_path: Path) -> None:
     report = tmp_path / "report"
     cache = tmp_path / "c"
-    result = oss_edge("bench", "runtime", "--shape", "tiny", "--report", str(report), "--cache", str(cache))
+    result = oss_edge(
+        "bench", "all", "--shape", "tiny", "--export-shape", "tiny", "--chars", "30",
+        "--report", str(report), "--cache", str(cache),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    data = json.loads((report / "runtime.json").read_text())
-    assert data["machine"]["read_bandwidth_bytes_per_s"] == max(data["machine"]["read_bandwidth_samples"])
-    (run,) = data["results"]
+    combined = json.loads((report / "report.json").read_text())
+    assert set(combined) == {"machine", "export", "runtime", "lsp"}
+    assert combined["machine"]["memory_bytes"] > 0 and combined["machine"]["tools"]["onnxruntime-genai"]
+    text = (report / "report.md").read_text()
+    for heading in ("## Export benchmark", "## Runtime benchmark", "## LSP benchmark"):
+        assert heading in text
+    for chart in ("export_memory.png", "runtime.png", "lsp_latency.png"):
+        assert (report / chart).read_bytes()[:8] == PNG, chart
+        assert f"({chart})" in text
+
+    (export,) = combined["export"]["results"]
+    assert export["shape"] == "tiny" and export["method"] == "streaming" and export["wall_seconds"] > 0
+    assert export["convert_peak_rss_bytes"] > 100e6  # torch, transformers and the builder are loaded
+    assert export["verify_peak_rss_bytes"] > 0
+    assert len(export["memory_samples"]) >= 2 and export["output_bytes"] > export["checkpoint_bytes"]
+    assert "oss-edge export" in export["command"]
+    assert "| tiny | int4 | streaming |" in text
+
+    runtime = combined["runtime"]
+    assert runtime["machine"]["read_bandwidth_bytes_per_s"] == max(runtime["machine"]["read_bandwidth_samples"])
+    (run,) = runtime["results"]
     daemon, raw = run["daemon"], run["raw"]
+    assert run["kernels"] in ("fast", "compact")
     assert daemon["prompt_tokens"] > 1500  # the keystroke test runs on a long context
     assert daemon["warm_reused_share"] > 0.99
     assert daemon["ttft_warm_ms"] < daemon["ttft_cold_ms"]
     assert run["decode_vs_raw"] == round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3)
-    assert 0 < run["bytes"]["active"] < run["bytes"]["weights"]
-    assert "| tiny |" in (report / "runtime.md").read_text()
-    assert (report / "runtime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 0 < run["bytes"]["active"] < run["bytes"]["weights"] <= run["model_bytes"]
+    assert daemon["context_limit"] == 8192 and daemon["rss_anon_bytes"] > 0
+    for length in ("512", "2048"):
+        prefill = daemon["prefill"][length]
+        assert abs(prefill["prompt_tokens"] - int(length)) < 0.1 * int(length)
+        assert 0 < prefill["tokens_read"] <= prefill["prompt_tokens"] and prefill["tokens_per_s"] > 0
     assert not list(cache.glob("*/.*partial*"))
 
+    (typing,) = combined["lsp"]["results"]
+    assert typing["requests_sent"] == 30
+    assert typing["suggestions_shown"] + typing["requests_cancelled_by_client"] + typing["empty_answers"] <= 30
+    assert typing["suggestions_shown"] == len(typing["lsp_latency_samples_ms"]) > 0
+    assert typing["raw_latency_ms"]["p50"] > 0 and typing["cached_share"] > 0.9
+    assert typing["rss_bytes"]["lsp_server"] > 0 and typing["rss_bytes"]["daemon"] > 0
 
-def test_lsp_benchmark_types_a_file_and_replays_it_on_the_raw_runtime(tmp_path: Path) -> None:
-    report = tmp_path / "report"
-    result = oss_edge(
-        "bench", "lsp", "--shape", "tiny", "--chars", "30", "--report", str(report), "--cache", str(tmp_path / "c")
-    )
-    assert result.returncode == 0, result.stderr
-    data = json.loads((report / "lsp.json").read_text())
-    (run,) = data["results"]
-    assert data["source"].endswith("textwrap.py")
-    assert run["requests_sent"] == 30
-    assert run["suggestions_shown"] + run["requests_cancelled_by_client"] + run["empty_answers"] <= 30
-    assert run["suggestions_shown"] > 0 and run["raw_latency_ms"]["p50"] > 0
-    assert run["cached_share"] > 0.9
-    assert run["rss_bytes"]["lsp_server"] > 0 and run["rss_bytes"]["daemon"] > 0
-    assert "| tiny |" in (report / "lsp.md").read_text()
+    # a part re-run on its own is folded into the same report
+    (report / "report.md").unlink()
+    again = oss_edge("bench", "report", "--report", str(report))
+    assert again.returncode == 0, again.stderr
+    assert (report / "report.md").read_text() == text
+
+
+def test_bench_report_on_an_empty_folder_says_so(tmp_path: Path) -> None:
+    result = oss_edge("bench", "report", "--report", str(tmp_path))
+    assert result.returncode != 0
+    assert "holds no benchmark results" in result.stderr

@@ -387,6 +387,20 @@ def test_status_reports_memory_cache_and_throughput(daemon: Daemon) -> None:
     assert status["clients"] == 1
 
 
+def test_the_expert_kernels_can_be_chosen_and_loading_pages_are_given_back(tiny_int4: Path, tmp_path: Path) -> None:
+    for kernels in ("compact", "fast"):
+        daemon = start_daemon(tiny_int4, tmp_path / kernels, "--kernels", kernels)
+        try:
+            status = run(lambda d=daemon: _status(d))  # type: ignore[misc]
+            assert status["kernels"] == kernels
+            assert status["load_s"] > 0
+            assert status["memory"]["rss_anon_bytes"] > 0 and "rss_file_bytes" in status["memory"]
+            log = (tmp_path / kernels / "state" / "logs").glob("serve-*.log")
+            assert any(f"{kernels} kernels" in p.read_text() and "file pages released" in p.read_text() for p in log)
+        finally:
+            stop_daemon(daemon)
+
+
 def test_a_second_serve_for_the_same_socket_exits_cleanly(daemon: Daemon, tiny_int4: Path) -> None:
     second = subprocess.run(
         serve_command(tiny_int4, daemon.socket), env=daemon.env, capture_output=True, text=True, timeout=60
