@@ -418,8 +418,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "Prefill columns: a new file's prompt of that many tokens (the real length in brackets); the instructions "
-        "every prompt shares come from the cache, the rest is read at the tokens per second shown. RSS is the daemon's resident memory with its KV cache sized for the context "
-        "limit in brackets (anonymous + file-backed). Load: the daemon loading the model, packing included.",
+        "every prompt shares come from the cache, the rest is read at the tokens per second shown. RSS is the "
+        "daemon's resident memory with its KV cache sized for the context limit in brackets (anonymous + "
+        "file-backed). Load: the daemon loading the model, packing included.",
         "",
         "![decode and prefill against depth](runtime.png)",
         "",

@@ -128,13 +128,7 @@ def register_bench(subparsers: Any) -> Any:
     )
     export.add_argument("--shape", action="append", help="shapes to export (repeatable; default: tiny and slice:2)")
     export.add_argument("--precision", choices=("int4", "int8", "fp32"), default="int4")
-    export.add_argument(
-        "--compare-builder",
-        action="append",
-        default=[],
-        metavar="SHAPE",
-        help="also export this shape with --in-memory (the model builder as it stands), for comparison",
-    )
+    _compare_builder_option(export)
     add_bench_options(export)
     export.set_defaults(handler=_bench_export)
 
@@ -152,7 +146,7 @@ def register_bench(subparsers: Any) -> Any:
     every.add_argument(
         "--export-shape", action="append", help="shapes for the export benchmark (default: tiny and slice:2)"
     )
-    every.add_argument("--compare-builder", action="append", default=[], metavar="SHAPE")
+    _compare_builder_option(every)
     every.add_argument("--context", type=int, default=2048, help="tokens of context for the keystroke test")
     every.add_argument("--chars", type=int, default=300, help="characters typed in the LSP benchmark (default 300)")
     add_bench_options(every)
@@ -167,6 +161,16 @@ def register_bench(subparsers: Any) -> Any:
     add_bench_options(assemble)
     assemble.set_defaults(handler=_bench_report)
     return targets
+
+
+def _compare_builder_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compare-builder",
+        action="append",
+        default=[],
+        metavar="SHAPE",
+        help="also export this shape with --in-memory (the model builder as it stands), for comparison",
+    )
 
 
 def add_bench_options(bench: argparse.ArgumentParser) -> None:
