@@ -335,8 +335,17 @@ def run_checks(
     model_dir: Path, provider: str, env: dict[str, str] | None, reference: Path | None, label: str
 ) -> dict[str, Any]:
     """Load the model as the runtime does (when it was built for this machine), run it, compare with reference."""
+    kernels = None
+    if provider == "cpu":
+        from edge_runtime.engine import choose_kernels  # noqa: PLC0415  (no model imports)
+
+        os.environ.update(env or {})
+        weights = sum(p.stat().st_size for p in Path(model_dir).glob("*.data"))
+        kernels = choose_kernels("auto", weights, 0, env)  # the runtime's choice, for a short context
     model = load_model(model_dir, env=env) if provider == "cpu" else None
     report = cheap_checks(model_dir, provider, model)
+    if kernels:
+        report["kernels"] = kernels
     if reference is not None and model is not None:
         report["parity"] = parity(model, model_dir, reference, label)
     return report

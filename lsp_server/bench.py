@@ -217,7 +217,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             values = sorted(r[key])
             if values:
                 share = [(i + 1) / len(values) for i in range(len(values))]
-                ax.step(values, share, where="post", label=label)
+                ax.step(values, share, where="post", marker=".", label=label)
         ax.set_xscale("log")
         ax.set_xlabel("latency (ms, log scale)")
         ax.set_ylabel("share of suggestions shown")
