@@ -138,9 +138,7 @@ FAST_KERNEL_OVERHEAD = 1.15
 MADV_DONTNEED = 4
 
 
-def choose_kernels(
-    requested: str, weight_bytes: int, kv_bytes: int, exported_env: dict[str, str] | None = None
-) -> str:
+def choose_kernels(requested: str, weight_bytes: int, kv_bytes: int, exported_env: dict[str, str] | None = None) -> str:
     """Choose the CPU expert kernels and set them in onnxruntime's environment (read when a session is built).
 
     fast: the export's int8-activation kernels (QMoE accuracy level 4), which pack each expert block with its
