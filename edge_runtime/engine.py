@@ -135,7 +135,8 @@ KERNELS = ("auto", "fast", "compact")
 QMOE_KERNEL_ENV = "ORT_QMOE_CPU_QNBIT_GEMM"
 # Resident bytes of the fast kernels' packed weights per byte of weights on disk (gpt-oss-20b int4: 14.9 / 13.1).
 FAST_KERNEL_OVERHEAD = 1.15
-MADV_DONTNEED = 4
+# Reclaim clean pages only: a page onnxruntime wrote to (copy-on-write) is never dropped, so nothing is lost.
+MADV_PAGEOUT = 21
 
 
 def choose_kernels(requested: str, weight_bytes: int, kv_bytes: int, exported_env: dict[str, str] | None = None) -> str:
@@ -160,11 +161,11 @@ def choose_kernels(requested: str, weight_bytes: int, kv_bytes: int, exported_en
 
 
 def release_loaded_pages(model_dir: Path) -> int:
-    """Drop the pages of the model's weight files that loading touched from this process's resident set.
+    """Give back the clean pages of the model's weight files that loading touched (MADV_PAGEOUT, Linux 5.4+).
 
-    onnxruntime memory-maps the weight file and reads all of it once while packing the weights into its own
-    buffers; what it still reads later (scales, embedding rows) comes back from the page cache on first use.
-    Linux only; returns the bytes of mapping advised, 0 elsewhere.
+    onnxruntime memory-maps the weight file and reads much of it once while packing the weights into its own
+    buffers; what it still reads later (scales, embedding rows) comes back from the file on first use. Pages it
+    wrote to are private copies and stay. Returns the bytes of mapping advised, 0 where this is not available.
     """
     maps = Path("/proc/self/maps")
     if not maps.exists():
@@ -183,10 +184,8 @@ def release_loaded_pages(model_dir: Path) -> int:
         fields = line.split(maxsplit=5)
         if len(fields) < 6 or not fields[5].startswith(folder + "/") or not fields[5].endswith(".data"):
             continue
-        if "w" in fields[1]:
-            continue  # never a writable mapping
         start, end = (int(x, 16) for x in fields[0].split("-"))
-        if madvise(start, end - start, MADV_DONTNEED) == 0:
+        if madvise(start, end - start, MADV_PAGEOUT) == 0:
             released += end - start
     return released
 
