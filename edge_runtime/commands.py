@@ -48,9 +48,9 @@ def register(subparsers: Any) -> None:
         "--kernels",
         choices=("auto", "fast", "compact"),
         default="auto",
-        help="CPU expert kernels: fast (int8 activations; gpt-oss-20b ~16 GB resident at 8k context), compact "
-        "(fp32 activations, weights' scales memory-mapped; ~14 GB, ~24%% slower decode), auto (default: fast when "
-        "the available memory allows it)",
+        help="CPU expert kernels: fast (int8 activations; gpt-oss-20b ~16.3 GB resident at 8k context), compact "
+        "(fp32 activations, weights' scales memory-mapped; ~14 GB, 8-20%% slower decode, ~3x slower prefill), "
+        "auto (default: fast when the available memory allows it)",
     )
     serve.add_argument(
         "--idle-exit",

@@ -145,7 +145,7 @@ def choose_kernels(requested: str, weight_bytes: int, kv_bytes: int, exported_en
     fast: the export's int8-activation kernels (QMoE accuracy level 4), which pack each expert block with its
     scale and block sum: about 1.15x the weights' bytes resident. compact: the fp32-activation kernels, which pack
     the 4-bit data alone and read the scales from the memory-mapped file: for gpt-oss-20b 4.8 GB less anonymous
-    memory, 20% slower decode, 3.4x slower prefill. auto: fast when the available memory allows it, else compact.
+    memory, 8-20% slower decode, ~3x slower prefill. auto: fast when the available memory allows it, else compact.
     Returns the choice, or where a fixed one came from.
     """
     if QMOE_KERNEL_ENV in (exported_env or {}):
