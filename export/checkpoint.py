@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from export.errors import CheckpointError, SourceUnavailableError
 from export.safetensors_io import TensorInfo, read_header, read_tensor
 
@@ -64,14 +66,22 @@ class Checkpoint:
         )
         return {k: self.config.get(k) for k in keys}
 
-    def load_torch(self, name: str) -> Any:
+    def load_torch(self, name: str, rows: int | slice | None = None) -> Any:
+        """One tensor (or rows of its first axis) read from the memory-mapped file into a torch tensor."""
         import torch  # noqa: PLC0415  (export extra only)
 
         info = self.tensors[name]
         array = read_tensor(info)
-        if info.dtype == "BF16":
-            return torch.from_numpy(array.copy()).view(torch.bfloat16)
-        return torch.from_numpy(array.copy())
+        if rows is not None:
+            array = array[rows]
+        tensor = torch.from_numpy(np.array(array))
+        return tensor.view(torch.bfloat16) if info.dtype == "BF16" else tensor
+
+    def dense_experts(self, layer_id: int, proj: str, rows: int | slice | None = None) -> Any:
+        """A bf16 checkpoint's dense experts (stored input-major [E, in, out]) as output-major fp32 [.., out, in],
+        the layout the builder's QMoE quantizer takes; rows picks experts."""
+        weights = self.load_torch(f"model.layers.{layer_id}.mlp.experts.{proj}", rows)
+        return weights.float().transpose(-1, -2).contiguous()
 
 
 def file_digest(path: Path, root: Path, on_bytes: Callable[[int], None] | None = None) -> dict[str, Any]:

@@ -135,15 +135,8 @@ def _model_class(
                 return super().load_mxfp4_experts(layer_id, decode=decode)
             if not decode:
                 raise OptionError("MXFP4 experts cannot be made from a bf16 checkpoint; use int4 experts")
-            # A bf16 fine-tune holds dense experts input-major [E, in, out]; the QMoE quantizer takes
-            # output-major [E, out, in], exactly what the MXFP4 loader returns after decoding.
-            return tuple(
-                checkpoint.load_torch(f"model.layers.{layer_id}.mlp.experts.{proj}")
-                .float()
-                .transpose(-1, -2)
-                .contiguous()
-                for proj in ("gate_up_proj", "down_proj")
-            )
+            # Output-major [E, out, in], exactly what the MXFP4 loader returns after decoding.
+            return tuple(checkpoint.dense_experts(layer_id, proj) for proj in ("gate_up_proj", "down_proj"))
 
         def _matmulnbits_blockwise_quantize(self, weights: Any, bits: Any = None) -> Any:
             if options.experts == "int8" and int(bits or 0) == 8:

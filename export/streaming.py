@@ -15,8 +15,8 @@ weights live, not what is computed:
 - at the end the builder's own `save_model` writes the folder, reading each tensor back from the spill as it
   writes it.
 
-The result is the model the builder writes, initializer by initializer (tests/test_streaming.py proves it on
-`tiny` and `slice:2` against the builder run as it stands).
+The result is the folder the builder writes, byte for byte (tests/test_streaming.py proves it on `tiny` and on
+the full-width `slice:1` against the builder run as it stands).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import numpy as np
 
 from export.checkpoint import Checkpoint
 from export.errors import ExportError
-from export.safetensors_io import read_tensor
 
 # Initializers at least this large go to the spill file; the small ones (norms, biases, constants) stay.
 SPILL_MIN_BYTES = 64 * 1024
@@ -57,6 +56,26 @@ class Spill:
         self.path = folder / name
         self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115  (closed by close())
         self.size = 0
+        self.locations: dict[str, tuple[int, int]] = {}  # tensor name -> (offset, length)
+
+    def put(self, name: str, tensor: Any) -> Any:
+        """Append a tensor's bytes; return the tensor that reads them back, and keeps nothing, in its place."""
+        offset, length = self.write(_tensor_bytes(tensor))
+        self.locations[name] = (offset, length)
+        return self.tensor(name, tensor.dtype, tensor.shape, offset, length)
+
+    def external_proto(self, name: str, tensor: Any) -> Any:
+        """A put tensor as the TensorProto the quantizer reads: external data in this file, named relative to its
+        folder (the quantizer runs there)."""
+        import onnx  # noqa: PLC0415
+
+        offset, length = self.locations[name]
+        proto = onnx.TensorProto(name=name, data_type=int(tensor.dtype), dims=list(tensor.shape.numpy()))
+        proto.data_location = onnx.TensorProto.EXTERNAL
+        for key, item in (("location", self.path.name), ("offset", str(offset)), ("length", str(length))):
+            entry = proto.external_data.add()
+            entry.key, entry.value = key, item
+        return proto
 
     def write(self, data: np.ndarray | bytes) -> tuple[int, int]:
         """Append the bytes of data (a numpy array in C order, whatever its strides) and say where they are."""
@@ -237,16 +256,14 @@ class _Projection:
 
 def mxfp4_expert_maker(builder_loader_class: type, checkpoint: Checkpoint, layer_id: int) -> Callable[[int], Any]:
     """Decode one expert with the builder's own MXFP4 loader, fed a one-expert slice of the checkpoint."""
-    import torch  # noqa: PLC0415
 
     class OneExpertLoader(builder_loader_class):
         expert = 0
 
         def load_tensor(self, tensor_name: str) -> Any:
-            info = checkpoint.tensors.get(tensor_name)
-            if info is None:
+            if tensor_name not in checkpoint.tensors:
                 raise ExportError(f"the checkpoint has no tensor {tensor_name}")
-            return torch.from_numpy(np.array(read_tensor(info)[self.expert : self.expert + 1]))
+            return checkpoint.load_torch(tensor_name, slice(self.expert, self.expert + 1))
 
     loader = OneExpertLoader(str(checkpoint.path))
 
@@ -259,16 +276,11 @@ def mxfp4_expert_maker(builder_loader_class: type, checkpoint: Checkpoint, layer
 
 
 def dense_expert_maker(checkpoint: Checkpoint, layer_id: int) -> Callable[[int], Any]:
-    """One expert of a bf16 checkpoint (stored input-major [E, in, out]) as [out, in] fp32."""
-    import torch  # noqa: PLC0415
-
-    def one(proj: str, index: int) -> Any:
-        info = checkpoint.tensors[f"model.layers.{layer_id}.mlp.experts.{proj}"]
-        rows = np.array(read_tensor(info)[index])
-        tensor = torch.from_numpy(rows).view(torch.bfloat16) if info.dtype == "BF16" else torch.from_numpy(rows)
-        return tensor.float().transpose(-1, -2).contiguous()
-
-    return lambda index: (one("gate_up_proj", index), one("down_proj", index))
+    """One expert of a bf16 checkpoint as [out, in] fp32, as the in-memory path gives the builder all of them."""
+    return lambda index: (
+        checkpoint.dense_experts(layer_id, "gate_up_proj", index),
+        checkpoint.dense_experts(layer_id, "down_proj", index),
+    )
 
 
 class StreamingConversion:
@@ -278,8 +290,7 @@ class StreamingConversion:
         self.model = model  # the builder's Model instance
         self.units: LazyUnits | None = None  # set when the builder loads the weights
         self.spill = Spill(spill_dir)
-        self.spilled: dict[str, tuple[int, int]] = {}  # name -> (offset, length) in the spill
-        self.scratched: dict[str, tuple[int, int]] = {}  # the same in this flush's scratch file
+        self.scratch: Spill | None = None  # during a flush: the weights waiting for the quantizer
         self.quantized: list[str] = []  # initializer names the quantizer made, in node order
         self.seen_nodes = 0
         self._quantizer: Any = None
@@ -339,51 +350,35 @@ class StreamingConversion:
         new_nodes = nodes[self.seen_nodes :]
         self.seen_nodes = len(nodes)
         pending = {w.name for w in map(self._quantizable_weight, new_nodes) if w is not None}
-        scratch = Spill(self.spill.path.parent, SCRATCH_NAME) if pending else None
+        self.scratch = Spill(self.spill.path.parent, SCRATCH_NAME) if pending else None
         try:
-            self._spill_initializers(pending, scratch)
+            self._spill_initializers(pending)
             if self.units is not None:
                 self.units.release()  # the builder is done with this unit's parameters
             for node in new_nodes:
                 self._quantize(node)
-            self._spill_initializers(set(), None)  # what the quantizer left as it was
+            self._spill_initializers(set())  # what the quantizer left as it was
         finally:
-            if scratch is not None:
-                scratch.close()
-                scratch.path.unlink(missing_ok=True)
-                self.scratched.clear()
+            if self.scratch is not None:
+                self.scratch.close()
+                self.scratch.path.unlink(missing_ok=True)
+                self.scratch = None
         _return_freed_memory()
 
-    def _spill_initializers(self, pending: set[str], scratch: Spill | None) -> None:
+    def _spill_initializers(self, pending: set[str]) -> None:
+        """Move large in-memory initializers to the spill; those in pending, to the scratch (or nowhere)."""
         for name, value in self.model.model.graph.initializers.items():
-            if name in self.spilled or value.const_value is None:
+            if name in self.spill.locations or value.const_value is None:
                 continue
             tensor = value.const_value
             if tensor.nbytes < SPILL_MIN_BYTES:
                 continue
-            if name in pending:
-                if scratch is None or tensor.nbytes < SCRATCH_MIN_BYTES:
-                    continue  # waits in memory for the quantizer
-                offset, length = scratch.write(_tensor_bytes(tensor))
-                value.const_value = scratch.tensor(name, tensor.dtype, tensor.shape, offset, length)
-                self.scratched[name] = (offset, length)
-            else:
-                offset, length = self.spill.write(_tensor_bytes(tensor))
-                value.const_value = self.spill.tensor(name, tensor.dtype, tensor.shape, offset, length)
-                self.spilled[name] = (offset, length)
+            if name not in pending:
+                value.const_value = self.spill.put(name, tensor)
+            elif self.scratch is not None and tensor.nbytes >= SCRATCH_MIN_BYTES:
+                value.const_value = self.scratch.put(name, tensor)
+            # else it waits in memory for the quantizer
             del tensor
-
-    def _weight_proto(self, value: Any, location: str, offset: int, length: int) -> Any:
-        """The weight as the TensorProto the quantizer reads: external data in a file of the spill folder."""
-        import onnx  # noqa: PLC0415
-
-        tensor = value.const_value
-        proto = onnx.TensorProto(name=value.name, data_type=int(tensor.dtype), dims=list(tensor.shape.numpy()))
-        proto.data_location = onnx.TensorProto.EXTERNAL
-        for key, item in (("location", location), ("offset", str(offset)), ("length", str(length))):
-            entry = proto.external_data.add()
-            entry.key, entry.value = key, item
-        return proto
 
     def _quantizable_weight(self, node: Any) -> Any:
         """The constant weight the builder's quantizer would replace for this node, or None."""
@@ -408,10 +403,9 @@ class StreamingConversion:
         weight = self._quantizable_weight(node)
         if weight is None:
             return
-        if weight.name in self.scratched:
-            weight_proto = self._weight_proto(weight, SCRATCH_NAME, *self.scratched[weight.name])
-        elif weight.name in self.spilled:
-            weight_proto = self._weight_proto(weight, SPILL_NAME, *self.spilled[weight.name])
+        stored = [f for f in (self.scratch, self.spill) if f is not None and weight.name in f.locations]
+        if stored:
+            weight_proto = stored[0].external_proto(weight.name, weight.const_value)
         else:
             # Smaller weights wait in memory; the quantizer gets them inline.
             weight_proto = ir.serde.serialize_tensor(weight.const_value)
@@ -437,15 +431,12 @@ class StreamingConversion:
         by_name = {}
         for proto in tensors:
             tensor = ir.serde.deserialize_tensor(proto)
-            offset, length = self.spill.write(_tensor_bytes(tensor))
-            spilled = self.spill.tensor(proto.name, tensor.dtype, tensor.shape, offset, length)
             value = ir.Value(
                 name=proto.name, type=ir.TensorType(tensor.dtype), shape=ir.Shape(list(tensor.shape.numpy()))
             )
-            value.const_value = spilled
+            value.const_value = self.spill.put(proto.name, tensor)
             graph.register_initializer(value)
             self.model.values[proto.name] = value
-            self.spilled[proto.name] = (offset, length)
             self.quantized.append(proto.name)
             by_name[proto.name] = value
         inputs: list[Any] = []
