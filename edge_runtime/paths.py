@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from platformdirs import user_data_path, user_runtime_path, user_state_path
+from platformdirs import user_cache_path, user_data_path, user_runtime_path, user_state_path
 
 
 def home() -> Path | None:
@@ -23,6 +23,12 @@ def data_dir() -> Path:
 def state_dir() -> Path:
     root = home()
     return root / "state" if root else user_state_path("oss-edge", appauthor=False)
+
+
+def cache_dir() -> Path:
+    """Results that can be computed again (reference logits for parity)."""
+    root = home()
+    return root / "cache" if root else user_cache_path("oss-edge", appauthor=False)
 
 
 def models_dir() -> Path:

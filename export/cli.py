@@ -65,16 +65,20 @@ def register(subparsers: Any) -> None:
     )
     export.add_argument(
         "--quality",
-        choices=("fast", "balanced", "exact"),
-        help="a preset instead of --precision/--experts: fast = int4 everywhere (the default, smallest and fastest); "
-        "balanced = int8 weights with the MXFP4 experts held exactly in int8; exact = exact int8 experts and every "
-        "other weight unquantized (largest, slowest, equal to the checkpoint)",
+        choices=("fast", "balanced", "accurate", "exact"),
+        help="a preset instead of --precision/--experts: fast = int4 everywhere (the default: smallest, fastest); "
+        "balanced = int4 experts, int8 everywhere else (the embedding too); accurate = the MXFP4 experts held exactly "
+        "in int8, int8 elsewhere (llama.cpp's MXFP4_MOE recipe); exact = exact experts, every other weight "
+        "unquantized (largest, slowest, equal to the checkpoint). docs/export.md lists their sizes, speeds and "
+        "fidelity",
     )
     export.add_argument(
         "--experts",
-        choices=("int4", "int8"),
-        help="expert weights: int4 (the default at --precision int4: smallest, fastest) or int8 (the MXFP4 experts "
-        "held exactly, twice their bytes); at --precision fp32 they stay dense unless int8 is asked for",
+        choices=("int4", "int4-max", "int8"),
+        help="expert weights: int4 (the default at --precision int4: smallest, fastest; each block of 32 gets the "
+        "4-bit scale of least error for its MXFP4 values), int4-max (the model builder's own int4: the scale from "
+        "each block's largest value) or int8 (the MXFP4 experts held exactly, twice their bytes); at --precision fp32 "
+        "they stay dense unless int8 is asked for",
     )
     export.add_argument(
         "--provider", choices=("cpu", "cuda", "dml"), default="cpu", help="execution provider the model is built for"
@@ -263,7 +267,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def default_out(source: str, precision: str, provider: str, experts: str | None = None) -> Path:
     name = Path(source.rstrip("/")).name or "model"
-    variant = f"{precision}-int8experts" if experts == "int8" else precision
+    variant = f"{precision}-{experts.replace('-', '')}experts" if experts and experts != precision else precision
     return models_dir() / f"{name}-{variant}-{provider}"
 
 

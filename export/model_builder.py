@@ -17,13 +17,15 @@ from typing import Any, TextIO
 
 import onnx
 
+from export import experts
 from export.checkpoint import Checkpoint
-from export.errors import ExportError, OptionError
+from export.errors import OptionError
 
 SUPPORTED = {("int4", "cpu"), ("int4", "cuda"), ("int4", "dml"), ("int8", "cpu"), ("fp32", "cpu"), ("fp32", "cuda")}
 QMOE_ACCURACY_LEVEL = 4
-# int4: the builder's blockwise int4 (smallest, fastest); int8: MXFP4 experts held exactly (twice the expert bytes).
-EXPERT_ENCODINGS = ("int4", "int8")
+# int4: 4-bit blocks, each with its least-squares scale (smallest, fastest); int4-max: the builder's int4 (scale
+# from the largest value of each block); int8: the MXFP4 experts held exactly (twice the bytes). See export/experts.py.
+EXPERT_ENCODINGS = ("int4", "int4-max", "int8")
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,14 @@ class Quality:
 
 
 QUALITIES = {
+    # int4 everywhere: smallest and fastest
     "fast": Quality("int4", None),
-    # int8 weights and exact experts: llama.cpp's MXFP4_MOE recipe (MXFP4 experts, Q8_0 elsewhere) in onnxruntime terms
-    "balanced": Quality("int8", "int8"),
+    # int4 experts (each block with its least-squares scale), int8 everywhere else: the experts are most of the bytes,
+    # the int8 rest removes most of the error
+    "balanced": Quality("int8", "int4"),
+    # the MXFP4 experts held exactly, int8 elsewhere: llama.cpp's MXFP4_MOE recipe (MXFP4 experts, Q8_0 elsewhere)
+    "accurate": Quality("int8", "int8"),
+    # exact experts, every other weight unquantized: equal to the checkpoint
     "exact": Quality("fp32", "int8"),
 }
 
@@ -51,7 +58,7 @@ class BuildOptions:
     def check(self) -> None:
         if self.experts not in (None, *EXPERT_ENCODINGS):
             raise OptionError(f"experts must be one of {', '.join(EXPERT_ENCODINGS)}, not {self.experts}")
-        if self.experts == "int4" and self.precision == "fp32":
+        if self.experts in ("int4", "int4-max") and self.precision == "fp32":
             raise OptionError("int4 experts come with --precision int4 or int8; at fp32 the experts stay dense")
         if self.experts == "int8" and self.provider != "cpu":
             raise OptionError("exact int8 experts are built for the CPU provider only")
@@ -71,9 +78,15 @@ class BuildOptions:
         if self.precision in ("int4", "int8"):
             # The embedding Gather too (the builder quantizes it at int4; at int8 it stays fp32, 2.3 GB at 20b).
             extra["op_types_to_quantize"] = "MatMul/Gather"
-        if self.experts == "int8":
-            extra["moe_quant_type"] = "int8"
+        if self.experts is not None:
+            extra["moe_quant_type"] = "int8" if self.experts == "int8" else "int4"
         return extra
+
+    @property
+    def fitted_int4_experts(self) -> bool:
+        """int4 experts with a least-squares scale per block: the CPU's encoding unless int4-max is asked for (the
+        CUDA builder packs its experts for its own kernels, from its own scales)."""
+        return self.provider == "cpu" and self.experts != "int4-max" and (self.experts or self.precision) == "int4"
 
 
 @dataclass
@@ -92,28 +105,6 @@ def _builder_modules() -> tuple[Any, Any]:
     return builder, base
 
 
-def exact_int8_blocks(weights: Any, block: int = 32) -> tuple[Any, Any]:
-    """MXFP4 expert weights ([N, K], exact values) as int8 blocks that hold them without loss.
-
-    An MXFP4 value is an FP4 code (0, ±0.5 … ±6) times a power-of-two block scale 2^e. With the int8 block scale
-    2^(floor(log2 max|w|) - 3), which lies between 2^(e-4) and 2^(e-1), every value divides to an integer of at most
-    96 in magnitude. Stored on the MatMulNBits grid: q = value / scale + 128.
-    """
-    import torch  # noqa: PLC0415
-
-    n, k = weights.shape
-    if k % block:
-        raise ExportError(f"exact int8 experts need the input width {k} to be a multiple of {block}")
-    w = weights.float().reshape(n, k // block, block)
-    peak = w.abs().amax(dim=-1)
-    exponent = torch.floor(torch.log2(peak.clamp_min(2.0**-24))) - 3
-    scales = torch.where(peak > 0, torch.exp2(exponent), torch.ones_like(peak))
-    q = w / scales.unsqueeze(-1)
-    if not torch.equal(q, torch.round(q)) or q.abs().max() > 127 or not torch.equal(scales.half().float(), scales):
-        raise ExportError("these expert weights are not MXFP4 values: int8 experts would not be exact")
-    return (q + 128).to(torch.uint8).reshape(n, k), scales
-
-
 def _model_class(
     builder: Any, checkpoint: Checkpoint, progress: BuildProgress, options: BuildOptions, spill_dir: Path | None
 ) -> type:
@@ -124,6 +115,28 @@ def _model_class(
             if progress.on_stage:
                 progress.on_stage("loading checkpoint")
             return super().load_weights(input_path)
+
+        def make_embedding_lookup(self, embedding: Any, basename: str, lm_head: Any) -> str:
+            if options.precision != "int8" or self.tied_quantized_embeddings or self.tied_unquantized_embeddings:
+                return super().make_embedding_lookup(embedding, basename, lm_head)
+            # int8: the embedding too, in int8 blocks (the builder's int8 pass leaves it in fp32)
+            block = int(self.quant_attrs["matmul_block_size"])
+            data, scales = experts.int8_embedding_blocks(embedding.detach(), block)
+            self.make_initializer(data, "model.embed_tokens.qweight")
+            self.make_initializer(scales, "model.embed_tokens.scales", to=self.io_dtype)
+            name = f"{basename}/GatherBlockQuantized"
+            self.make_node(
+                "GatherBlockQuantized",
+                inputs=["model.embed_tokens.qweight", self.input_names["input_ids"], "model.embed_tokens.scales"],
+                outputs=[f"{name}/output_0"],
+                name=name,
+                domain="com.microsoft",
+                bits=8,
+                block_size=block,
+                gather_axis=0,
+                quantize_axis=1,
+            )
+            return f"{name}/output_0"
 
         def make_layer(self, layer_id: int, layer: Any) -> None:
             super().make_layer(layer_id, layer)
@@ -139,8 +152,14 @@ def _model_class(
             return tuple(checkpoint.dense_experts(layer_id, proj) for proj in ("gate_up_proj", "down_proj"))
 
         def _matmulnbits_blockwise_quantize(self, weights: Any, bits: Any = None) -> Any:
-            if options.experts == "int8" and int(bits or 0) == 8:
-                return exact_int8_blocks(weights, int(self.quant_attrs["qmoe_block_size"]))
+            bits = int(bits if bits is not None else self.moe_attrs["expert_weight_bits"])
+            block = int(self.quant_attrs["qmoe_block_size"])
+            if options.experts == "int8" and bits == 8:
+                return experts.exact_int8_blocks(weights, block)
+            if options.fitted_int4_experts and bits == 4:
+                fitted = experts.fitted_int4_blocks(weights, block)
+                if fitted is not None:  # None: not MXFP4 values (a bf16 fine-tune), left to the builder
+                    return fitted
             return super()._matmulnbits_blockwise_quantize(weights, bits)
 
         def save_model(self, out_dir: str) -> None:

@@ -41,6 +41,8 @@ PARITY_STEPS = 8
 # 0.67 (slice:2); a model with other weights gives about 0. Random weights give flat logits full of
 # near-ties, so top-1 is reported but not judged; KL only bounds gross failures (0.38 on slice:2).
 FP32_MAX_ABS_DIFF = 1e-4
+# How the reference logits are computed (part of their cache key): see load_reference.
+REFERENCE_METHOD = "transformers fp32, eager experts widened from bf16 one at a time"
 INT4_MAX_MEAN_KL = 1.0
 INT4_MIN_MEAN_COSINE = 0.5
 ORT_OPS_IN_ONNX_DOMAIN = {"SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"}
@@ -247,43 +249,152 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - math.log(np.exp(shifted).sum())
 
 
-def parity(
-    model: Any, model_dir: Path, reference: Path, precision: str, on_prompt: Callable[[int, int], None] | None = None
-) -> dict[str, Any]:
-    """Compare last-token logits with transformers (fp32) over PARITY_PROMPTS, teacher-forcing its greedy tokens."""
+def reference_cache_dir() -> Path:
+    from edge_runtime.paths import cache_dir  # noqa: PLC0415
+
+    return cache_dir() / "reference"
+
+
+def _reference_key(reference: Path, prompts: list[list[int]], vocab: int) -> str:
+    """What the reference logits depend on: the checkpoint's files (name, size, mtime), the prompts, the versions."""
+    import hashlib  # noqa: PLC0415
+
     import torch  # noqa: PLC0415
-    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+    import transformers  # noqa: PLC0415
+
+    root = reference.resolve()
+    files = sorted(
+        (str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*") if f.is_file()
+    )
+    versions = [torch.__version__, transformers.__version__]
+    key = [REFERENCE_METHOD, str(root), files, prompts, vocab, PARITY_STEPS, *versions]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
+
+
+def reference_runs(reference: Path, prompts: list[list[int]], vocab: int) -> list[tuple[list[int], np.ndarray]]:
+    """The reference's side of parity: for each prompt, the prompt with transformers' (fp32) greedy tokens appended
+    and the last-token logits at each of the PARITY_STEPS + 1 positions.
+
+    Computed before the export is loaded and then freed, so the two models never share memory; cached under
+    reference_cache_dir(), since every export of one checkpoint is compared with the same logits.
+    """
+    cache = reference_cache_dir() / f"{_reference_key(reference, prompts, vocab)}.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as saved:
+                return [(saved[f"tokens{i}"].tolist(), saved[f"logits{i}"]) for i in range(len(prompts))]
+        except (OSError, ValueError, KeyError):
+            cache.unlink(missing_ok=True)  # damaged: compute again
+    import torch  # noqa: PLC0415
     from transformers.utils import logging as hf_logging  # noqa: PLC0415
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    ref_model = AutoModelForCausalLM.from_pretrained(str(reference), dtype=torch.float32)
-    ref_model.eval()
-    vocab = json.loads((model_dir / "genai_config.json").read_text())["model"]["vocab_size"]
-    tokenizer = open_tokenizer(model_dir)
-    max_diff, kls, cosines = 0.0, [], []
-    top1 = identical = total = 0
-    for index, prompt in enumerate(PARITY_PROMPTS):
-        ids = [int(t) for t in tokenizer.encode(prompt)]
-        session = Session(model, len(ids) + PARITY_STEPS + 8)
-        generator, ort_logits = session.logits_stream(ids)
-        tokens = list(ids)
+    ref_model = load_reference(reference)
+    runs = []
+    for ids in prompts:
+        tokens, logits = list(ids), []
         for _ in range(PARITY_STEPS + 1):
             with torch.no_grad():
-                ref = ref_model(torch.tensor([tokens])).logits[0, -1, :vocab].double().numpy()
+                logits.append(ref_model(torch.tensor([tokens])).logits[0, -1, :vocab].numpy().copy())
+            tokens.append(int(np.argmax(logits[-1])))
+        runs.append((tokens, np.stack(logits)))
+    del ref_model
+    _release_memory()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(cache.name + ".partial.npz")
+    arrays: dict[str, np.ndarray] = {f"tokens{i}": np.array(t, dtype=np.int64) for i, (t, _) in enumerate(runs)}
+    arrays.update({f"logits{i}": lg for i, (_, lg) in enumerate(runs)})
+    np.savez(partial, allow_pickle=False, **arrays)
+    os.replace(partial, cache)
+    return runs
+
+
+class _ExpertsInFp32:
+    """Stands for a stacked expert weight [E, ...] held in bf16: indexing one expert gives it in fp32, which is all
+    transformers' gpt-oss expert loop asks of it. The experts are ~90% of the weights; in fp32 all at once a
+    full-width reference would not fit beside anything else."""
+
+    def __init__(self, stacked: Any) -> None:
+        self.stacked = stacked
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.stacked[index].float()
+
+
+def load_reference(reference: Path) -> Any:
+    """The checkpoint in transformers, computing in fp32.
+
+    Checkpoints whose weights are all bf16 or MXFP4 (the official release and its fine-tunes) load in bf16, which
+    holds each of their values exactly; every weight but the stacked experts is then widened to fp32, and the
+    experts are widened one expert at a time as the forward pass uses them. The logits are those of the fp32 model.
+    Other checkpoints load in fp32 as they are.
+    """
+    import torch  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+    from export.checkpoint import open_checkpoint  # noqa: PLC0415
+
+    dtypes = {info.dtype for info in open_checkpoint(reference).tensors.values()}
+    if not dtypes <= {"BF16", "U8"}:
+        model = AutoModelForCausalLM.from_pretrained(str(reference), dtype=torch.float32)
+        return model.eval()
+    # the eager expert loop indexes one expert at a time (the grouped kernels take the stacked weights whole)
+    model = AutoModelForCausalLM.from_pretrained(str(reference), dtype=torch.bfloat16, experts_implementation="eager")
+    for module in model.modules():
+        if type(module).__name__ == "GptOssExperts":
+            for name in ("gate_up_proj", "down_proj"):
+                stacked = getattr(module, name).detach()
+                delattr(module, name)
+                setattr(module, name, _ExpertsInFp32(stacked))
+    return model.float().eval()
+
+
+def _release_memory() -> None:
+    import ctypes  # noqa: PLC0415
+    import ctypes.util  # noqa: PLC0415
+    import gc  # noqa: PLC0415
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is not None:
+        trim(0)
+
+
+def parity_prompts(model_dir: Path) -> list[list[int]]:
+    tokenizer = open_tokenizer(model_dir)
+    return [[int(t) for t in tokenizer.encode(prompt)] for prompt in PARITY_PROMPTS]
+
+
+def parity(
+    model: Any,
+    runs: list[tuple[list[int], np.ndarray]],
+    precision: str,
+    on_prompt: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Compare last-token logits with the reference runs, teacher-forcing the reference's greedy tokens."""
+    max_diff, kls, cosines = 0.0, [], []
+    top1 = identical = total = 0
+    for index, (tokens, ref_logits) in enumerate(runs):
+        prompt_length = len(tokens) - PARITY_STEPS - 1
+        ids = tokens[:prompt_length]
+        session = Session(model, len(tokens) + 8)
+        generator, ort_logits = session.logits_stream(ids)
+        for position in range(PARITY_STEPS + 1):
+            ref = ref_logits[position].astype(np.float64)
             max_diff = max(max_diff, float(np.abs(ref - ort_logits).max()))
             ref_lp, ort_lp = _log_softmax(ref), _log_softmax(ort_logits)
             kls.append(float(np.sum(np.exp(ref_lp) * (ref_lp - ort_lp))))
             cosines.append(float(ref @ ort_logits / (np.linalg.norm(ref) * np.linalg.norm(ort_logits))))
             top1 += int(np.argmax(ref) == np.argmax(ort_logits))
             total += 1
-            token = int(np.argmax(ref))
-            tokens.append(token)
-            ort_logits = Session.step(generator, token)
+            if position < PARITY_STEPS:
+                ort_logits = Session.step(generator, tokens[prompt_length + position])
         # Free-running greedy agreement: would the export pick the same continuation on its own?
-        identical += int(greedy(model, ids, PARITY_STEPS) == tokens[len(ids) : len(ids) + PARITY_STEPS])
+        identical += int(greedy(model, ids, PARITY_STEPS) == tokens[prompt_length : prompt_length + PARITY_STEPS])
         if on_prompt:
-            on_prompt(index + 1, len(PARITY_PROMPTS))
+            on_prompt(index + 1, len(runs))
     mean_kl, mean_cosine = float(np.mean(kls)), float(np.mean(cosines))
     result: dict[str, Any] = {
         "prompts": len(PARITY_PROMPTS),
@@ -342,12 +453,16 @@ def run_checks(
         os.environ.update(env or {})
         weights = sum(p.stat().st_size for p in Path(model_dir).glob("*.data"))
         kernels = choose_kernels("auto", weights, 0, env)  # the runtime's choice, for a short context
+    runs = None
+    if reference is not None and provider == "cpu":
+        vocab = json.loads((Path(model_dir) / "genai_config.json").read_text())["model"]["vocab_size"]
+        runs = reference_runs(reference, parity_prompts(model_dir), vocab)  # before the export takes memory
     model = load_model(model_dir, env=env) if provider == "cpu" else None
     report = cheap_checks(model_dir, provider, model)
     if kernels:
         report["kernels"] = kernels
-    if reference is not None and model is not None:
-        report["parity"] = parity(model, model_dir, reference, label)
+    if runs is not None and model is not None:
+        report["parity"] = parity(model, runs, label)
     return report
 
 

@@ -70,9 +70,10 @@ def _last_logits(model_dir: Path, prompt: str) -> np.ndarray:
     [
         ("mxfp4", ()),
         ("mxfp4", ("--quality", "balanced")),
+        ("mxfp4", ("--quality", "accurate")),
         ("bf16", ()),
     ],
-    ids=["mxfp4-int4", "mxfp4-balanced", "bf16-int4"],
+    ids=["mxfp4-int4", "mxfp4-balanced", "mxfp4-accurate", "bf16-int4"],
 )
 def test_tiny_streaming_export_is_the_builders(model_cache: Path, fmt: str, options: tuple[str, ...]) -> None:
     source = _checkpoint(model_cache, "tiny", fmt)
