@@ -23,9 +23,9 @@ from export.errors import OptionError
 
 SUPPORTED = {("int4", "cpu"), ("int4", "cuda"), ("int4", "dml"), ("int8", "cpu"), ("fp32", "cpu"), ("fp32", "cuda")}
 QMOE_ACCURACY_LEVEL = 4
-# int4: 4-bit blocks, each with its least-squares scale (smallest, fastest); int4-max: the builder's int4 (scale
-# from the largest value of each block); int8: the MXFP4 experts held exactly (twice the bytes). See export/experts.py.
-EXPERT_ENCODINGS = ("int4", "int4-max", "int8")
+# int4: the builder's 4-bit blocks (scale from each block's largest value; smallest, fastest); int4-fitted: the same
+# with each block's least-squares scale; int8: the MXFP4 experts held exactly (twice the bytes). See export/experts.py.
+EXPERT_ENCODINGS = ("int4", "int4-fitted", "int8")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class BuildOptions:
     def check(self) -> None:
         if self.experts not in (None, *EXPERT_ENCODINGS):
             raise OptionError(f"experts must be one of {', '.join(EXPERT_ENCODINGS)}, not {self.experts}")
-        if self.experts in ("int4", "int4-max") and self.precision == "fp32":
+        if self.experts in ("int4", "int4-fitted") and self.precision == "fp32":
             raise OptionError("int4 experts come with --precision int4 or int8; at fp32 the experts stay dense")
         if self.experts == "int8" and self.provider != "cpu":
             raise OptionError("exact int8 experts are built for the CPU provider only")
@@ -84,9 +84,9 @@ class BuildOptions:
 
     @property
     def fitted_int4_experts(self) -> bool:
-        """int4 experts with a least-squares scale per block: the CPU's encoding unless int4-max is asked for (the
-        CUDA builder packs its experts for its own kernels, from its own scales)."""
-        return self.provider == "cpu" and self.experts != "int4-max" and (self.experts or self.precision) == "int4"
+        """int4 experts with a least-squares scale per block, when asked for (CPU only: the CUDA builder packs its
+        experts for its own kernels, from its own scales)."""
+        return self.provider == "cpu" and self.experts == "int4-fitted"
 
 
 @dataclass

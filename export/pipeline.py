@@ -152,13 +152,28 @@ def _is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def _estimate_output_bytes(checkpoint: Checkpoint, precision: str) -> int:
-    weights = sum(p.stat().st_size for p in checkpoint.files if p.suffix == ".safetensors")
-    # int4 keeps about the MXFP4 size (4-bit experts, 4-bit rest), int8 about doubles it; fp32 widens everything
-    # to 4 bytes.
-    factors = {"int4": 1.2, "int8": 2.4}
-    factor = factors.get(precision) or (8.5 if checkpoint.format == "mxfp4" else 2.1)
-    return int(weights * factor)
+def _estimate_output_bytes(checkpoint: Checkpoint, options: BuildOptions) -> int:
+    """The model folder's size: parameters counted from the checkpoint, times the bytes each takes once built.
+
+    Experts: int4 blocks of 32 with an fp16 scale (0.5625 bytes a weight), int8 (1.0625) or dense fp32 (4); the
+    rest: MatMulNBits int4 or int8 with fp32 scales (0.625, 1.125) or fp32 (4). 10% for the graph and the rounding.
+    Measured: slice:2 fast 1.79 GB (estimate 1.82), balanced 2.39 (2.49), exact 6.67 (7.2).
+    """
+    experts = others = 0
+    for name, info in checkpoint.tensors.items():
+        size = info.end - info.begin
+        if name.endswith("_blocks"):
+            experts += 2 * size  # two FP4 codes a byte
+        elif name.endswith("_scales"):
+            continue
+        elif ".mlp.experts." in name and not name.endswith("_bias"):
+            experts += size // 2  # dense bf16 experts
+        else:
+            others += size // (4 if info.dtype == "F32" else 2)
+    expert_encoding = options.experts or options.precision
+    per_expert = {"int4": 0.5625, "int4-fitted": 0.5625, "int8": 1.0625}.get(expert_encoding, 4.0)
+    per_other = {"int4": 0.625, "int8": 1.125}.get(options.precision, 4.0)
+    return int(1.1 * (experts * per_expert + others * per_other))
 
 
 def estimate_peak_memory(checkpoint: Checkpoint, streaming: bool) -> int:
@@ -212,7 +227,7 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     streaming = not request.in_memory and uses_streaming(options)
     if not request.skip_memory_check:
         check_memory(checkpoint, psutil.virtual_memory().available, streaming)
-    needed = _estimate_output_bytes(checkpoint, options.precision)
+    needed = _estimate_output_bytes(checkpoint, options)
     if streaming:
         # the spill holds the converted weights until the folder is written (about the output's size), and a
         # scratch file the largest weight in fp32 while it is quantized (twice its bf16 bytes)

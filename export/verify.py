@@ -36,15 +36,16 @@ PARITY_PROMPTS = (
     'fn main() {\n    let v: Vec<i32> = (0..10).map(|x| x * x).collect();\n    println!("{:?}", ',
 )
 PARITY_STEPS = 8
-# fp32 must equal the reference. int4 thresholds come from measurement on the synthetic models
-# (docs/export.md lists them): faithful int4 exports gave mean cosine 0.92 (tiny), 0.84 (tiny-120b) and
-# 0.67 (slice:2); a model with other weights gives about 0. Random weights give flat logits full of
-# near-ties, so top-1 is reported but not judged; KL only bounds gross failures (0.38 on slice:2).
+# fp32 must equal the reference. The quantized thresholds only catch a broken export, they do not judge its
+# quality (the figures are reported; docs/export.md lists them): int4 everywhere gave mean cosine 0.92 (tiny),
+# 0.84 (tiny-120b), 0.67 (slice:2) and 0.41 (slice:4: random weights compound the error layer after layer); a
+# model with other weights gives about 0. Random weights give flat logits full of near-ties, so top-1 is
+# reported but not judged; KL only bounds gross failures (0.38 on slice:2, 0.68 on slice:4).
 FP32_MAX_ABS_DIFF = 1e-4
 # How the reference logits are computed (part of their cache key): see load_reference.
 REFERENCE_METHOD = "transformers fp32, eager experts widened from bf16 one at a time"
 INT4_MAX_MEAN_KL = 1.0
-INT4_MIN_MEAN_COSINE = 0.5
+INT4_MIN_MEAN_COSINE = 0.25
 ORT_OPS_IN_ONNX_DOMAIN = {"SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"}
 # Operators each provider's graph must hold: the fused MoE kernels exist for CPU and CUDA only.
 PROVIDER_OPS = {

@@ -71,3 +71,29 @@ def test_bench_report_on_an_empty_folder_says_so(tmp_path: Path) -> None:
     result = oss_edge("bench", "report", "--report", str(tmp_path))
     assert result.returncode != 0
     assert "holds no benchmark results" in result.stderr
+
+
+def test_bench_quality_measures_each_preset(tmp_path: Path) -> None:
+    report, cache = tmp_path / "report", tmp_path / "c"
+    result = oss_edge(
+        "bench", "quality", "--shape", "tiny", "--variant", "fast", "--variant", "fast (int4-fitted)",
+        "--variant", "balanced", "--report", str(report), "--cache", str(cache),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    quality = json.loads((report / "quality.json").read_text())
+    rows = {r["variant"]: r for r in quality["results"]}
+    assert set(rows) == {"fast", "fast (int4-fitted)", "balanced"}
+    for row in rows.values():
+        assert row["bytes"] > 0 and row["decode_tokens_per_s"] > 0 and row["prefill_tokens_per_s"] > 0
+        assert 0 <= row["mean_kl"] < 0.05 and 0.8 < row["mean_cosine"] <= 1
+    assert rows["balanced"]["options"] == {**rows["balanced"]["options"], "precision": "int8", "experts": "int4"}
+    # int8 outside the experts is closer to the checkpoint than int4 everywhere
+    assert rows["balanced"]["mean_kl"] < rows["fast"]["mean_kl"]
+    assert not list(cache.glob("tiny-quality-*"))  # each export deleted once measured
+    assert (report / "quality.png").read_bytes()[:8] == PNG
+    assert "| tiny | balanced |" in (report / "quality.md").read_text()
+
+
+def test_bench_quality_refuses_an_unknown_variant(tmp_path: Path) -> None:
+    result = oss_edge("bench", "quality", "--variant", "best", "--report", str(tmp_path))
+    assert result.returncode != 0 and "unknown variant 'best'" in result.stderr

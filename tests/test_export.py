@@ -282,15 +282,15 @@ def _checkpoint_experts(source: Path, layer: int, proj: str) -> np.ndarray:
 def test_fitted_int4_experts_are_closer_to_the_checkpoint_than_the_builders(
     tiny_mxfp4: Path, tiny_int4: Path, tmp_path: Path
 ) -> None:
-    builders = tmp_path / "int4-max"
-    result = oss_edge("export", str(tiny_mxfp4), "--out", str(builders), "--experts", "int4-max")
+    fitted_dir = tmp_path / "int4-fitted"
+    result = oss_edge("export", str(tiny_mxfp4), "--out", str(fitted_dir), "--experts", "int4-fitted")
     assert result.returncode == 0, result.stderr
-    assert _manifest(builders)["options"]["experts"] == "int4-max"
+    assert _manifest(fitted_dir)["options"]["experts"] == "int4-fitted"
     for layer in range(2):
         for proj in ("gate_up_proj", "down_proj"):
             reference = _checkpoint_experts(tiny_mxfp4, layer, proj)
-            fitted = _stored_int4_experts(tiny_int4, layer, proj) - reference
-            maxed = _stored_int4_experts(builders, layer, proj) - reference
+            fitted = _stored_int4_experts(fitted_dir, layer, proj) - reference
+            maxed = _stored_int4_experts(tiny_int4, layer, proj) - reference
             # least squares per block of 32: never worse on a block, and clearly better overall on random FP4 codes
             fitted_blocks = (fitted.reshape(-1, 32) ** 2).sum(axis=1)
             maxed_blocks = (maxed.reshape(-1, 32) ** 2).sum(axis=1)

@@ -1,0 +1,336 @@
+"""`oss-edge bench quality`: what each export preset costs and keeps, on synthetic full-width slices.
+
+For each shape and preset: export with `--parity` (the manifest then records the fidelity figures against
+transformers in fp32), the folder's size, and decode/prefill speed of the raw onnxruntime-genai loop run in a
+process of its own; each export is deleted once measured. Optionally the same fidelity figures for llama.cpp's
+MXFP4_MOE recipe on the same checkpoint, prompts and reference logits, when a llama.cpp source tree and a Python
+with llama-cpp-python are given.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from export.bench import ensure_checkpoint, machine
+
+# label -> export options; "fast (int4-fitted)" is fast with each expert block's least-squares scale, for comparison
+VARIANTS = {
+    "fast": ("--quality", "fast"),
+    "fast (int4-fitted)": ("--experts", "int4-fitted"),
+    "balanced": ("--quality", "balanced"),
+    "accurate": ("--quality", "accurate"),
+    "exact": ("--quality", "exact"),
+}
+GPT_OSS_20B_LAYERS = 24
+NO_PARITY_SHAPES = ("20b", "120b")
+PROMPT_TOKENS, DECODE_TOKENS = 128, 64
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def export_variant(checkpoint: Path, out: Path, options: tuple[str, ...], parity: bool = True) -> dict[str, Any]:
+    command = [sys.executable, "-m", "edge_runtime.cli", "export", str(checkpoint), "--out", str(out), "--force"]
+    command += [*options, *(["--parity"] if parity else [])]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    # exit 7: parity below the int4 thresholds; the folder and its figures are there all the same
+    if done.returncode not in (0, 7) or not (out / "manifest.json").exists():
+        return {"error": (done.stderr.strip().splitlines() or ["export failed"])[-1]}
+    manifest = json.loads((out / "manifest.json").read_text())
+    result = {
+        "export_seconds": round(time.perf_counter() - start, 1),
+        "bytes": _folder_bytes(out),
+        "options": manifest["options"],
+        "runtime_env": manifest.get("runtime_env", {}),
+        "kernels": manifest["verification"].get("kernels"),
+        "command": " ".join(["oss-edge", *command[3:]]),
+    }
+    if parity:
+        figures = manifest["verification"]["parity"]
+        keys = ("mean_kl", "mean_cosine", "top1_agreement", "max_abs_logit_diff", "passed")
+        result.update({k: figures[k] for k in keys})
+    return result
+
+
+def raw_speed(model_dir: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Decode and prefill tok/s of the raw loop, in a child process (each model's memory ends with it)."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from pathlib import Path
+        from edge_runtime.bench import measure_raw_engine
+        from edge_runtime.engine import physical_cores
+        env = json.loads(sys.argv[2])
+        figures = measure_raw_engine(Path(sys.argv[1]), {PROMPT_TOKENS}, {DECODE_TOKENS}, physical_cores(), env)
+        print(json.dumps(figures))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(model_dir), json.dumps(env)], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"speed_error": (done.stderr.strip().splitlines() or ["run failed"])[-1]}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+_LLAMA_CPP_EVAL = """
+import ctypes, json, math, sys
+import numpy as np
+import llama_cpp
+
+source, target, runs_path = sys.argv[1:4]
+params = llama_cpp.llama_model_quantize_default_params()
+params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_MXFP4_MOE
+if llama_cpp.llama_model_quantize(source.encode(), target.encode(), ctypes.byref(params)) != 0:
+    sys.exit("llama.cpp could not quantize " + source)
+saved = np.load(runs_path)
+model = llama_cpp.Llama(model_path=target, n_ctx=512, n_threads=int(sys.argv[4]), logits_all=True, verbose=False)
+steps = int(sys.argv[5])
+kls, cosines, top1, worst = [], [], 0, 0.0
+def log_softmax(x):
+    x = x - x.max()
+    return x - math.log(np.exp(x).sum())
+for i in range(len(saved.files) // 2):
+    tokens, reference = saved[f"tokens{i}"].tolist(), saved[f"logits{i}"].astype(np.float64)
+    model.reset()
+    model.eval(tokens[:-1])
+    scores = np.array(model.scores[: len(tokens) - 1], dtype=np.float64)
+    for step in range(steps + 1):
+        ours = scores[len(tokens) - steps - 2 + step][: reference.shape[1]]
+        ref = reference[step]
+        worst = max(worst, float(np.abs(ours - ref).max()))
+        lr, lo = log_softmax(ref), log_softmax(ours)
+        kls.append(float(np.sum(np.exp(lr) * (lr - lo))))
+        cosines.append(float(ref @ ours / (np.linalg.norm(ref) * np.linalg.norm(ours))))
+        top1 += int(np.argmax(ref) == np.argmax(ours))
+print(json.dumps({"mean_kl": float(np.mean(kls)), "mean_cosine": float(np.mean(cosines)),
+                  "top1_agreement": top1 / len(kls), "max_abs_logit_diff": worst}))
+"""
+
+_LLAMA_CPP_CONVERT = """
+import sys
+tree = sys.argv[1]
+sys.path[:0] = [tree, tree + "/gguf-py"]
+from conversion import base
+# The synthetic tokenizer is not in llama.cpp's pre-tokenizer table; token ids are fed directly, so name
+# gpt-oss's own pre-tokenizer.
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-4o"
+import convert_hf_to_gguf
+sys.argv = ["convert_hf_to_gguf.py", sys.argv[2], "--outtype", "bf16", "--outfile", sys.argv[3]]
+convert_hf_to_gguf.main()
+"""
+
+
+def llama_cpp_mxfp4_moe(
+    checkpoint: Path, work: Path, tree: Path, python: str, reference_runs: Path, threads: int
+) -> dict[str, Any]:
+    """llama.cpp's MXFP4_MOE recipe on the same checkpoint, against the same reference logits."""
+    from export.verify import PARITY_STEPS  # noqa: PLC0415
+
+    work.mkdir(parents=True, exist_ok=True)
+    bf16, quantized = work / "model-bf16.gguf", work / "model-mxfp4-moe.gguf"
+    if not bf16.exists():
+        converted = subprocess.run(
+            [sys.executable, "-c", _LLAMA_CPP_CONVERT, str(tree), str(checkpoint), str(bf16)],
+            capture_output=True,
+            text=True,
+        )
+        if converted.returncode != 0:
+            return {"error": "llama.cpp conversion failed: " + converted.stderr.strip().splitlines()[-1]}
+    done = subprocess.run(
+        [
+            python,
+            "-c",
+            _LLAMA_CPP_EVAL,
+            str(bf16),
+            str(quantized),
+            str(reference_runs),
+            str(threads),
+            str(PARITY_STEPS),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        return {"error": "llama.cpp evaluation failed: " + done.stderr.strip().splitlines()[-1]}
+    result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    result["bytes"] = quantized.stat().st_size
+    return result
+
+
+def _reference_runs_file(checkpoint: Path, model_dir: Path) -> Path:
+    from export.verify import _reference_key, parity_prompts, reference_cache_dir  # noqa: PLC0415
+
+    vocab = json.loads((model_dir / "genai_config.json").read_text())["model"]["vocab_size"]
+    return reference_cache_dir() / f"{_reference_key(checkpoint, parity_prompts(model_dir), vocab)}.npz"
+
+
+def run(
+    shapes: list[str],
+    variants: list[str],
+    report_dir: Path,
+    cache: Path,
+    llama_cpp: tuple[Path, str] | None = None,
+) -> dict[str, Any]:
+    from edge_runtime.engine import physical_cores  # noqa: PLC0415
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    results = []
+    for shape in shapes:
+        checkpoint = ensure_checkpoint(shape, cache)
+        last_dir = None
+        for label in variants:
+            out = cache / f"{shape.replace(':', '')}-quality-{label.replace(' ', '').replace('(', '-').strip(')')}"
+            print(f"{shape}: exporting {label}", file=sys.stderr)
+            result: dict[str, Any] = {
+                "shape": shape,
+                "variant": label,
+                **export_variant(checkpoint, out, VARIANTS[label]),
+            }
+            if "error" not in result:
+                print(f"{shape}: measuring {label}", file=sys.stderr)
+                result.update(raw_speed(out, result["runtime_env"]))
+                if last_dir is not None:
+                    shutil.rmtree(last_dir, ignore_errors=True)  # an export per preset would fill the disk
+                last_dir = out
+            results.append(result)
+        if llama_cpp and last_dir is not None:
+            print(f"{shape}: llama.cpp MXFP4_MOE", file=sys.stderr)
+            figures = llama_cpp_mxfp4_moe(
+                checkpoint,
+                cache / f"{shape.replace(':', '')}-llama-cpp",
+                llama_cpp[0],
+                llama_cpp[1],
+                _reference_runs_file(checkpoint, last_dir),
+                physical_cores(),
+            )
+            results.append({"shape": shape, "variant": "llama.cpp MXFP4_MOE", **figures})
+        if last_dir is not None:
+            shutil.rmtree(last_dir, ignore_errors=True)
+    command = (
+        "oss-edge bench quality"
+        + "".join(f" --shape {s}" for s in shapes)
+        + "".join(f" --variant '{v}'" for v in variants)
+        + (" --llama-cpp TREE --llama-cpp-python PYTHON" if llama_cpp else "")
+    )
+    # Rows already in the report folder for other shapes or presets stay: a run adds to the report or remeasures.
+    earlier: dict[str, Any] = {}
+    if (report_dir / "quality.json").exists():
+        earlier = json.loads((report_dir / "quality.json").read_text())
+    measured = {(r["shape"], r["variant"]) for r in results}
+    kept = [r for r in earlier.get("results", []) if (r["shape"], r["variant"]) not in measured]
+    results = sorted(kept + results, key=_row_order)
+    report = {
+        "benchmark": "quality",
+        "machine": machine(),
+        "results": results,
+        "at_20b": extrapolate_sizes(results),
+        "commands": [c for c in earlier.get("commands", []) if c != command] + [command],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (report_dir / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    (report_dir / "quality.md").write_text(markdown(report))
+    plot(report, report_dir / "quality.png")
+    return report
+
+
+def _row_order(row: dict[str, Any]) -> tuple[int, int]:
+    shapes = ["tiny", "slice:1", "slice:2", "slice:4", "20b"]
+    variants = [*VARIANTS, "llama.cpp MXFP4_MOE"]
+    shape = shapes.index(row["shape"]) if row["shape"] in shapes else len(shapes)
+    return shape, variants.index(row["variant"]) if row["variant"] in variants else len(variants)
+
+
+def extrapolate_sizes(results: list[dict[str, Any]]) -> dict[str, int]:
+    """Folder size at gpt-oss-20b's 24 layers, per variant, from the per-layer growth between slice:2 and slice:4."""
+    sizes: dict[str, dict[int, int]] = {}
+    for r in results:
+        if r["shape"].startswith("slice:") and "bytes" in r:
+            sizes.setdefault(r["variant"], {})[int(r["shape"].split(":")[1])] = r["bytes"]
+    out = {}
+    for variant, by_layers in sizes.items():
+        if 2 in by_layers and 4 in by_layers:
+            per_layer = (by_layers[4] - by_layers[2]) / 2
+            out[variant] = int(by_layers[2] + per_layer * (GPT_OSS_20B_LAYERS - 2))
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"Export presets: fidelity, size and speed ({m['cpu_count']} CPUs, {m['memory_bytes'] / 2**30:.0f} GiB, "
+        f"onnxruntime-genai {m['tools']['onnxruntime-genai']})",
+        "",
+        "| shape | preset | size | ≈ size at 20b | mean KL | cosine | top-1 | decode tok/s | prefill tok/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    at_20b = report.get("at_20b", {})
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(f"| {r['shape']} | {r['variant']} | failed: {r['error']} | | | | | | |")
+            continue
+        size_20b = at_20b.get(r["variant"])
+        fidelity = (
+            f"{r['mean_kl']:.4f} | {r['mean_cosine']:.4f} | {r['top1_agreement']:.2f}"
+            + (" (below the int4 thresholds)" if r.get("passed") is False else "")
+            if "mean_kl" in r
+            else "not measured | | "
+        )
+        lines.append(
+            f"| {r['shape']} | {r['variant']} | {r['bytes'] / 1e9:.2f} GB | "
+            f"{f'{size_20b / 1e9:.1f} GB' if size_20b else ''} | {fidelity} | "
+            f"{r.get('decode_tokens_per_s', '')} | {r.get('prefill_tokens_per_s', '')} |"
+        )
+    lines += [
+        "",
+        "Fidelity: last-token logits against transformers in fp32 over the parity prompt set (6 prompts, 9 "
+        "teacher-forced positions each), as `oss-edge verify --reference` computes them. Speed: the raw "
+        f"onnxruntime-genai loop, {PROMPT_TOKENS}-token prompt, {DECODE_TOKENS} decoded tokens, best of 3, with the "
+        "kernels the runtime would choose. Random weights make logits flat and full of near-ties: KL and cosine "
+        "are the figures to compare, top-1 is noisy. At 20b the reference does not fit in memory: size and speed "
+        "only.",
+        "",
+        "![fidelity against size](quality.png)",
+        "",
+        "Commands (each run adds its rows to the report folder):",
+        "",
+        *[f"    {c}" for c in report.get("commands", [report.get("command", "")])],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415  (bench extra only)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, (by_size, by_speed) = plt.subplots(1, 2, figsize=(11, 4.5))
+    markers = {"slice:2": "o", "slice:4": "s"}
+    for r in report["results"]:
+        if "error" in r or "mean_kl" not in r:
+            continue
+        marker = markers.get(r["shape"], "^")
+        label = f"{r['variant']} ({r['shape']})"
+        by_size.scatter(r["bytes"] / 1e9, max(r["mean_kl"], 1e-6), marker=marker, label=label)
+        if "decode_tokens_per_s" in r:
+            by_speed.scatter(r["decode_tokens_per_s"], max(r["mean_kl"], 1e-6), marker=marker, label=label)
+    for axis in (by_size, by_speed):
+        axis.set_yscale("log")
+        axis.set_ylabel("mean KL against transformers fp32 (lower is better)")
+        axis.grid(True, alpha=0.3)
+    by_size.set_xlabel("model folder size (GB)")
+    by_speed.set_xlabel("decode tok/s, raw onnxruntime-genai loop (higher is better)")
+    by_size.legend(fontsize=7)
+    figure.suptitle("Export presets on synthetic gpt-oss slices: fidelity against size and speed")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
