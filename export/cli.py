@@ -105,6 +105,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="start even when the estimated memory need exceeds the available memory",
     )
+    export.add_argument(
+        "--skip-disk-check",
+        action="store_true",
+        help="start even when the estimated disk need exceeds the free space (a full disk part way still stops "
+        "the export cleanly)",
+    )
     export.set_defaults(handler=_export)
 
     verify = subparsers.add_parser(
@@ -336,6 +342,7 @@ def _export(args: argparse.Namespace) -> int:
         parity=args.parity,
         download_dir=args.download_dir,
         skip_memory_check=args.skip_memory_check,
+        skip_disk_check=args.skip_disk_check,
         in_memory=args.in_memory,
     )
     manifest = run_export(request, Progress())

@@ -16,7 +16,7 @@ import pytest
 
 from export.checkpoint import Checkpoint, open_checkpoint
 from export.errors import OutOfMemoryError
-from export.pipeline import check_memory, estimate_peak_memory
+from export.pipeline import check_memory, check_parity_memory, estimate_parity_memory, estimate_peak_memory
 from export.safetensors_io import TensorInfo
 from export.synth import resolve_shape, tensor_plans
 from tests.conftest import REPO, oss_edge
@@ -196,8 +196,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_disk_full_midway_leaves_nothing(tiny_mxfp4: Path, small_disk: Path) -> None:
-    # The tiny checkpoint passes the up-front space estimate, but its 35 MB output cannot fit in 12 MB.
-    result = oss_edge("export", str(tiny_mxfp4), "--out", str(small_disk / "out"))
+    # Past the up-front space estimate (--skip-disk-check), the 35 MB output cannot fit in 12 MB.
+    result = oss_edge("export", str(tiny_mxfp4), "--out", str(small_disk / "out"), "--skip-disk-check")
     _fails(result, 6, "disk filled up", "nothing was left behind")
     assert list(small_disk.iterdir()) == []
     assert os.statvfs(small_disk).f_bfree * os.statvfs(small_disk).f_frsize > 11_000_000
@@ -232,6 +232,14 @@ def test_an_export_that_cannot_fit_in_memory_is_refused(tiny_mxfp4: Path) -> Non
     with pytest.raises(OutOfMemoryError, match="layer by layer"):
         check_memory(_planned_checkpoint("20b"), available=3 * 2**30, streaming=True)
     check_memory(open_checkpoint(tiny_mxfp4), available=16 * 2**30, streaming=False)
+
+
+def test_parity_that_cannot_fit_in_memory_is_refused_before_converting() -> None:
+    # measured: the reference for slice:2 peaked at 11.7 GB; the whole 20b would need far more than a laptop has
+    assert 10.5e9 < estimate_parity_memory(_planned_checkpoint("slice:2")) < 13e9
+    check_parity_memory(_planned_checkpoint("slice:2"), available=16 * 2**30)
+    with pytest.raises(OutOfMemoryError, match=r"--parity .* needs about \d+ GB"):
+        check_parity_memory(_planned_checkpoint("20b"), available=24 * 2**30)
 
 
 def test_an_output_place_that_cannot_be_written(tiny_mxfp4: Path, tmp_path: Path) -> None:
