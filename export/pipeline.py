@@ -153,13 +153,8 @@ def _is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def _estimate_output_bytes(checkpoint: Checkpoint, options: BuildOptions) -> int:
-    """The model folder's size: parameters counted from the checkpoint, times the bytes each takes once built.
-
-    Experts: int4 blocks of 32 with an fp16 scale (0.5625 bytes a weight), int8 (1.0625) or dense fp32 (4); the
-    rest: MatMulNBits int4 or int8 with fp32 scales (0.625, 1.125) or fp32 (4). 10% for the graph and the rounding.
-    Measured: slice:2 fast 1.79 GB (estimate 1.82), balanced 2.39 (2.49), exact 6.67 (7.2).
-    """
+def _parameter_counts(checkpoint: Checkpoint) -> tuple[int, int]:
+    """(expert weights, every other parameter) of a checkpoint, from its tensor headers (MXFP4 or dense experts)."""
     experts = others = 0
     for name, info in checkpoint.tensors.items():
         size = info.end - info.begin
@@ -171,6 +166,17 @@ def _estimate_output_bytes(checkpoint: Checkpoint, options: BuildOptions) -> int
             experts += size // 2  # dense bf16 experts
         else:
             others += size // (4 if info.dtype == "F32" else 2)
+    return experts, others
+
+
+def _estimate_output_bytes(checkpoint: Checkpoint, options: BuildOptions) -> int:
+    """The model folder's size: parameters counted from the checkpoint, times the bytes each takes once built.
+
+    Experts: int4 blocks of 32 with an fp16 scale (0.5625 bytes a weight), int8 (1.0625) or dense fp32 (4); the
+    rest: MatMulNBits int4 or int8 with fp32 scales (0.625, 1.125) or fp32 (4). 10% for the graph and the rounding.
+    Measured: slice:2 fast 1.79 GB (estimate 1.82), balanced 2.39 (2.49), exact 6.67 (7.2).
+    """
+    experts, others = _parameter_counts(checkpoint)
     expert_encoding = options.experts or options.precision
     per_expert = {"int4": 0.5625, "int4-fitted": 0.5625, "int8": 1.0625}.get(expert_encoding, 4.0)
     per_other = {"int4": 0.625, "int8": 1.125}.get(options.precision, 4.0)
@@ -209,17 +215,7 @@ def check_memory(checkpoint: Checkpoint, available: int, streaming: bool) -> Non
 def estimate_parity_memory(checkpoint: Checkpoint) -> int:
     """Peak RSS of the parity reference (export/verify.py: load_reference): the experts in bf16, the rest widened to
     fp32, and the loading's transients; slice:2 measured 11.7 GB against 11.5 estimated."""
-    experts = others = 0
-    for name, info in checkpoint.tensors.items():
-        size = info.end - info.begin
-        if name.endswith("_blocks"):
-            experts += 2 * size
-        elif name.endswith("_scales"):
-            continue
-        elif ".mlp.experts." in name and not name.endswith("_bias"):
-            experts += size // 2
-        else:
-            others += size // (4 if info.dtype == "F32" else 2)
+    experts, others = _parameter_counts(checkpoint)
     return int(1.0e9 + 1.3 * (2 * experts + 4 * others))
 
 

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.bench import folder_bytes
 from export.bench import ensure_checkpoint, machine
+from export.verify import reference_cache_file
 
 # label -> export options; "fast (int4-fitted)" is fast with each expert block's least-squares scale, for comparison
 VARIANTS = {
@@ -33,10 +35,6 @@ NO_PARITY_SHAPES = ("20b", "120b")
 PROMPT_TOKENS, DECODE_TOKENS = 128, 64
 
 
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-
-
 def export_variant(checkpoint: Path, out: Path, options: tuple[str, ...], parity: bool = True) -> dict[str, Any]:
     command = [sys.executable, "-m", "edge_runtime.cli", "export", str(checkpoint), "--out", str(out), "--force"]
     command += [*options, *(["--parity"] if parity else [])]
@@ -48,7 +46,7 @@ def export_variant(checkpoint: Path, out: Path, options: tuple[str, ...], parity
     manifest = json.loads((out / "manifest.json").read_text())
     result = {
         "export_seconds": round(time.perf_counter() - start, 1),
-        "bytes": _folder_bytes(out),
+        "bytes": folder_bytes(out),
         "options": manifest["options"],
         "runtime_env": manifest.get("runtime_env", {}),
         "kernels": manifest["verification"].get("kernels"),
@@ -165,13 +163,6 @@ def llama_cpp_mxfp4_moe(
     return result
 
 
-def _reference_runs_file(checkpoint: Path, model_dir: Path) -> Path:
-    from export.verify import _reference_key, parity_prompts, reference_cache_dir  # noqa: PLC0415
-
-    vocab = json.loads((model_dir / "genai_config.json").read_text())["model"]["vocab_size"]
-    return reference_cache_dir() / f"{_reference_key(checkpoint, parity_prompts(model_dir), vocab)}.npz"
-
-
 def run(
     shapes: list[str],
     variants: list[str],
@@ -211,7 +202,7 @@ def run(
                 cache / f"{shape.replace(':', '')}-llama-cpp",
                 llama_cpp[0],
                 llama_cpp[1],
-                _reference_runs_file(checkpoint, last_dir),
+                reference_cache_file(checkpoint, last_dir),
                 physical_cores(),
             )
             results.append({"shape": shape, "variant": "llama.cpp MXFP4_MOE", **figures})

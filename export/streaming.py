@@ -120,7 +120,7 @@ def _tensor_bytes(tensor: Any) -> np.ndarray | bytes:
     return np.asarray(tensor.numpy())
 
 
-def _return_freed_memory() -> None:
+def return_freed_memory() -> None:
     """Hand the heap's free pages back to the system (glibc keeps them after many mid-sized frees)."""
     import ctypes  # noqa: PLC0415
     import ctypes.util  # noqa: PLC0415
@@ -363,7 +363,7 @@ class StreamingConversion:
                 self.scratch.close()
                 self.scratch.path.unlink(missing_ok=True)
                 self.scratch = None
-        _return_freed_memory()
+        return_freed_memory()
 
     def _spill_initializers(self, pending: set[str]) -> None:
         """Move large in-memory initializers to the spill; those in pending, to the scratch (or nowhere)."""

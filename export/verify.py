@@ -272,14 +272,30 @@ def _reference_key(reference: Path, prompts: list[list[int]], vocab: int) -> str
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
 
 
-def reference_runs(reference: Path, prompts: list[list[int]], vocab: int) -> list[tuple[list[int], np.ndarray]]:
+def parity_inputs(model_dir: Path) -> tuple[list[list[int]], int]:
+    """The parity prompts in the export's tokens, and its vocabulary size (the reference's logits are cut to it)."""
+    vocab = json.loads((Path(model_dir) / "genai_config.json").read_text())["model"]["vocab_size"]
+    return parity_prompts(model_dir), int(vocab)
+
+
+def _reference_cache_file(reference: Path, prompts: list[list[int]], vocab: int) -> Path:
+    return reference_cache_dir() / f"{_reference_key(reference, prompts, vocab)}.npz"
+
+
+def reference_cache_file(reference: Path, model_dir: Path) -> Path:
+    """Where the reference logits for comparing model_dir with reference are (or will be) cached."""
+    return _reference_cache_file(reference, *parity_inputs(model_dir))
+
+
+def reference_runs(reference: Path, model_dir: Path) -> list[tuple[list[int], np.ndarray]]:
     """The reference's side of parity: for each prompt, the prompt with transformers' (fp32) greedy tokens appended
     and the last-token logits at each of the PARITY_STEPS + 1 positions.
 
     Computed before the export is loaded and then freed, so the two models never share memory; cached under
     reference_cache_dir(), since every export of one checkpoint is compared with the same logits.
     """
-    cache = reference_cache_dir() / f"{_reference_key(reference, prompts, vocab)}.npz"
+    prompts, vocab = parity_inputs(model_dir)
+    cache = _reference_cache_file(reference, prompts, vocab)
     if cache.exists():
         try:
             with np.load(cache) as saved:
@@ -301,7 +317,12 @@ def reference_runs(reference: Path, prompts: list[list[int]], vocab: int) -> lis
             tokens.append(int(np.argmax(logits[-1])))
         runs.append((tokens, np.stack(logits)))
     del ref_model
-    _release_memory()
+    import gc  # noqa: PLC0415
+
+    from export.streaming import return_freed_memory  # noqa: PLC0415
+
+    gc.collect()
+    return_freed_memory()
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_name(cache.name + ".partial.npz")
     arrays: dict[str, np.ndarray] = {f"tokens{i}": np.array(t, dtype=np.int64) for i, (t, _) in enumerate(runs)}
@@ -351,18 +372,6 @@ def load_reference(reference: Path) -> Any:
     return model.float().eval()
 
 
-def _release_memory() -> None:
-    import ctypes  # noqa: PLC0415
-    import ctypes.util  # noqa: PLC0415
-    import gc  # noqa: PLC0415
-
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    if trim is not None:
-        trim(0)
-
-
 def parity_prompts(model_dir: Path) -> list[list[int]]:
     tokenizer = open_tokenizer(model_dir)
     return [[int(t) for t in tokenizer.encode(prompt)] for prompt in PARITY_PROMPTS]
@@ -398,7 +407,7 @@ def parity(
             on_prompt(index + 1, len(runs))
     mean_kl, mean_cosine = float(np.mean(kls)), float(np.mean(cosines))
     result: dict[str, Any] = {
-        "prompts": len(PARITY_PROMPTS),
+        "prompts": len(runs),
         "positions": total,
         "max_abs_logit_diff": max_diff,
         "top1_agreement": top1 / total,
@@ -456,8 +465,7 @@ def run_checks(
         kernels = choose_kernels("auto", weights, 0, env)  # the runtime's choice, for a short context
     runs = None
     if reference is not None and provider == "cpu":
-        vocab = json.loads((Path(model_dir) / "genai_config.json").read_text())["model"]["vocab_size"]
-        runs = reference_runs(reference, parity_prompts(model_dir), vocab)  # before the export takes memory
+        runs = reference_runs(reference, model_dir)  # before the export takes memory
     model = load_model(model_dir, env=env) if provider == "cpu" else None
     report = cheap_checks(model_dir, provider, model)
     if kernels:
