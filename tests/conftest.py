@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,9 @@ def oss_edge(
     )
 
 
+SLICE1_INT4 = "stream-slice1-int4-streaming"  # the streaming test's own export of slice:1, shared
+
+
 def _export(cache: Path, source: Path, name: str, *options: str) -> Path:
     out = cache / name
     if not (out / "manifest.json").exists():
@@ -89,8 +93,26 @@ def tiny_int4(model_cache: Path, tiny_mxfp4: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def slice1_int4(model_cache: Path) -> Path:
+    """Every width of gpt-oss-20b, one layer: ~90 tokens/s here, the pace of the real model on a laptop. Tests that
+    need a generation to still be running when something happens use it: the tiny model writes 4000 tokens in <1 s."""
+    source = _checkpoint(model_cache, "slice:1", "mxfp4")
+    return _export(model_cache, source, SLICE1_INT4)
+
+
+@pytest.fixture(scope="session")
 def tiny_fp32(model_cache: Path, tiny_mxfp4: Path) -> Path:
     return _export(model_cache, tiny_mxfp4, "onnx-tiny-mxfp4-fp32", "--precision", "fp32", "--parity")
+
+
+BUSY_JOBS = 16
+
+
+async def keep_engine_busy(client: Any) -> list[Any]:
+    """Queue long completions that keep the engine busy for seconds (the tiny model writes 4000 tokens in under one),
+    each for its own document so that none supersedes another. End them with `client.cancel` each."""
+    params = {"prefix": "x = ", "max_tokens": 4000, "ignore_eos": True}
+    return [await client.start("complete", {**params, "path": f"busy{i}.py"}) for i in range(BUSY_JOBS)]
 
 
 async def shutdown_daemon_async(socket: Path) -> None:

@@ -22,7 +22,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from edge_runtime.client import connect
-from tests.conftest import shutdown_daemon_async
+from tests.conftest import keep_engine_busy, shutdown_daemon_async
 
 SERVER = [sys.executable, "-m", "edge_runtime.cli", "lsp"]
 SOURCE = (
@@ -435,10 +435,10 @@ async def test_a_selected_popup_item_is_continued_and_covered_by_the_range(clien
 async def test_an_explanation_can_be_cancelled_by_the_client(client: LanguageClient, user_home: Path) -> None:
     await ready(client)
     open_document(client, URI, SOURCE)
-    # Keep the engine busy with a long completion from another client, so that the explanation waits in the queue
+    # Keep the engine busy with long completions from another client, so that the explanation waits in the queue
     # (completions go first) and the cancel meets it there, whatever the synthetic model would have written.
     other = await connect(user_home / "run" / "lsp.sock")
-    busy = await other.start("complete", {"prefix": "x = ", "max_tokens": 4000, "ignore_eos": True})
+    busy = await keep_engine_busy(other)
     arguments = [{"uri": URI, "range": {"start": {"line": 0, "character": 0}, "end": {"line": 6, "character": 0}}}]
     request = asyncio.ensure_future(
         client.protocol.send_request_async(
@@ -461,9 +461,10 @@ async def test_an_explanation_can_be_cancelled_by_the_client(client: LanguageCli
         await asyncio.sleep(0.01)
     assert status["queue"]["explain"] == 0
     assert status["finish_reasons"].get("cancelled") == 1
-    assert not busy.future.done()  # the explanation left the queue while the engine was still busy
-    await other.cancel(busy)
-    await busy.future
+    assert not busy[-1].future.done()  # the explanation left the queue while the engine was still busy
+    for call in busy:
+        await other.cancel(call)
+    await asyncio.gather(*(call.future for call in busy))
     await other.close()
 
 

@@ -16,7 +16,7 @@ import pynvim
 import pytest
 
 from edge_runtime.client import connect
-from tests.conftest import shutdown_daemon
+from tests.conftest import keep_engine_busy, shutdown_daemon
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "editors" / "nvim"
@@ -180,9 +180,9 @@ def test_closing_the_explanation_cancels_it_in_the_daemon(
 ) -> None:
     start_with_plugin(nvim, tiny_int4, tmp_path, user_home)
     other = DaemonOnAThread(user_home / "run" / "nvim.sock")
-    # A long completion from another client keeps the engine busy, so the explanation waits in the queue
+    # Long completions from another client keep the engine busy, so the explanation waits in the queue
     # (completions go first) until the window is closed.
-    busy = other.run(other.client.start("complete", {"prefix": "x = ", "max_tokens": 4000, "ignore_eos": True}))
+    busy = other.run(keep_engine_busy(other.client))
     try:
         nvim.command("4,5OssEdge explain")
         wait_for(lambda: other.run(other.client.call("status"))["queue"]["explain"], what="the queued explanation")
@@ -191,8 +191,9 @@ def test_closing_the_explanation_cancels_it_in_the_daemon(
             lambda: (lambda s: s if not s["queue"]["explain"] else None)(other.run(other.client.call("status"))),
             what="the explanation to leave the queue",
         )
-        assert not busy.future.done()  # it left while the engine was still busy: cancelled, not finished
+        assert not busy[-1].future.done()  # it left while the engine was still busy: cancelled, not finished
         assert status["finish_reasons"].get("cancelled") == 1
     finally:
-        other.run(other.client.cancel(busy))
+        for call in busy:
+            other.run(other.client.cancel(call))
         other.close()
