@@ -135,12 +135,18 @@ class Scheduler:
                 "explain": len(self.explains),
                 "running": {"kind": running.kind, "id": running.request_id} if running else None,
             }
+            waiting = [
+                {"kind": job.kind, "id": job.request_id, "client": job.client, "document": job.document}
+                for job in (*self.completions, *self.explains)
+                if job is not running
+            ]
         recent = list(self.recent)
         decode = [r["tokens_per_s"] for r in recent if r.get("tokens_per_s")]
         totals = dict(self.totals)
         prompt = totals["prompt_tokens"]
         return {
             "queue": queue,
+            "waiting": waiting,
             "cache": {
                 "slots": [{"tokens": len(s.ids)} for s in self.engine.slots],
                 "kv_bytes_per_slot": self.engine.kv_bytes_per_token() * self.engine.max_length,
