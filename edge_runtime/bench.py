@@ -1,9 +1,9 @@
 """`oss-edge bench runtime`: the daemon measured over its socket, against the raw engine and the memory roofline.
 
-For each synthetic shape (exported once and cached): machine read bandwidth, the bytes one decoded token must
-read (active weights: everything but the embedding table, and top-k of the experts), then through a real daemon:
-cold and warm time to first token on a long context, prefill and decode speed, cancel latency during decode and
-during prefill, and resident memory; then the raw onnxruntime-genai loop on the same folder in this process.
+For each synthetic shape and export preset (exported once and cached): machine read bandwidth, the bytes one decoded
+token must read (active weights: everything but the embedding table, and top-k of the experts), then through a real
+daemon: cold and warm time to first token on a long context, prefill and decode speed, cancel latency during decode
+and during prefill, and resident memory; then the raw onnxruntime-genai loop on the same folder in this process.
 Ratios are taken within one run on one machine.
 """
 
@@ -260,17 +260,17 @@ def measure_raw_engine(
     }
 
 
-def ensure_model(shape: str, cache: Path) -> Path:
-    """The int4 export of a synthetic shape, made once into the benchmark cache."""
+def ensure_model(shape: str, cache: Path, quality: str = "fast") -> Path:
+    """The export of a synthetic shape with a quality preset, made once into the benchmark cache."""
     from export.bench import ensure_checkpoint  # noqa: PLC0415  (bench needs the export extra)
 
-    out = cache / f"{shape.replace(':', '')}-int4-onnx"
+    out = cache / f"{shape.replace(':', '')}-{'int4' if quality == 'fast' else quality}-onnx"
     if (out / "manifest.json").exists():
         return out
     checkpoint = ensure_checkpoint(shape, cache)
-    print(f"exporting {shape} to {out}", file=sys.stderr)
+    print(f"exporting {shape} ({quality}) to {out}", file=sys.stderr)
     command = [sys.executable, "-m", "edge_runtime.cli", "export", str(checkpoint), "--out", str(out), "--force"]
-    subprocess.run(command, check=True)
+    subprocess.run([*command, "--quality", quality], check=True)
     return out
 
 
@@ -282,6 +282,7 @@ def run(
     decode_tokens: int,
     prefill_lengths: tuple[int, ...] = (512, 2048),
     kernels: tuple[str, ...] = ("auto",),
+    qualities: tuple[str, ...] = ("fast",),
 ) -> dict[str, Any]:
     from export.bench import machine  # noqa: PLC0415
 
@@ -292,30 +293,33 @@ def run(
     bandwidth = [measure_read_bandwidth(threads)]
     results = []
     for shape in shapes:
-        model_dir = ensure_model(shape, cache)
-        folder = open_model_folder(model_dir)
-        for mode in kernels:
-            print(f"measuring {shape} ({mode} kernels): daemon", file=sys.stderr)
-            daemon = asyncio.run(measure_daemon(model_dir, context, decode_tokens, prefill_lengths, mode))
-            print(f"measuring {shape} ({mode} kernels): raw engine", file=sys.stderr)
-            env = {QMOE_KERNEL_ENV: "fp32"} if daemon.get("kernels") == "compact" else {}
-            raw = measure_raw_engine(model_dir, daemon["prompt_tokens"], decode_tokens, threads, env)
-            bandwidth.append(measure_read_bandwidth(threads))
-            results.append(
-                {
-                    "shape": shape,
-                    "kernels": daemon.get("kernels") or mode,
-                    "layers": folder.layers,
-                    "full_width": shape == "20b" or shape.startswith("slice:"),
-                    "model_bytes": folder_bytes(model_dir),
-                    "bytes": active_bytes_per_token(model_dir),
-                    "daemon": daemon,
-                    "raw": raw,
-                    "decode_vs_raw": round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3),
-                    "prefill_vs_raw": round(daemon["prefill_tokens_per_s"] / raw["prefill_tokens_per_s"], 3),
-                    "warm_ttft_vs_decode_step": round(daemon["ttft_warm_ms"] / daemon["decode_step_ms"], 2),
-                }
-            )
+        for quality in qualities:
+            model_dir = ensure_model(shape, cache, quality)
+            folder = open_model_folder(model_dir)
+            for mode in kernels:
+                label = f"{shape} {quality} ({mode} kernels)"
+                print(f"measuring {label}: daemon", file=sys.stderr)
+                daemon = asyncio.run(measure_daemon(model_dir, context, decode_tokens, prefill_lengths, mode))
+                print(f"measuring {label}: raw engine", file=sys.stderr)
+                env = {QMOE_KERNEL_ENV: "fp32"} if daemon.get("kernels") == "compact" else {}
+                raw = measure_raw_engine(model_dir, daemon["prompt_tokens"], decode_tokens, threads, env)
+                bandwidth.append(measure_read_bandwidth(threads))
+                results.append(
+                    {
+                        "shape": shape,
+                        "quality": quality,
+                        "kernels": daemon.get("kernels") or mode,
+                        "layers": folder.layers,
+                        "full_width": shape == "20b" or shape.startswith("slice:"),
+                        "model_bytes": folder_bytes(model_dir),
+                        "bytes": active_bytes_per_token(model_dir),
+                        "daemon": daemon,
+                        "raw": raw,
+                        "decode_vs_raw": round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3),
+                        "prefill_vs_raw": round(daemon["prefill_tokens_per_s"] / raw["prefill_tokens_per_s"], 3),
+                        "warm_ttft_vs_decode_step": round(daemon["ttft_warm_ms"] / daemon["decode_step_ms"], 2),
+                    }
+                )
     peak = max(bandwidth)
     for result in results:
         result["roofline_tokens_per_s"] = round(peak / result["bytes"]["active"], 1)
@@ -338,7 +342,8 @@ def run(
         "prefill_lengths": list(prefill_lengths),
         "command": f"oss-edge bench runtime {' '.join('--shape ' + s for s in shapes)} --context {context} "
         + " ".join(f"--prefill {n}" for n in prefill_lengths)
-        + "".join(f" --kernels {k}" for k in kernels if k != "auto"),
+        + "".join(f" --kernels {k}" for k in kernels if k != "auto")
+        + "".join(f" --quality {q}" for q in qualities if qualities != ("fast",)),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (report_dir / "runtime.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -349,7 +354,8 @@ def run(
 
 def extrapolate(results: list[dict[str, Any]], layers: int) -> dict[str, Any] | None:
     """Per-token time and bytes are linear in the layer count: fit full-width slices, read off the real depth."""
-    wide = [r for r in results if r["shape"].startswith("slice:")]
+    first = _variant(results[0]) if results else None
+    wide = [r for r in results if r["shape"].startswith("slice:") and _variant(r) == first]
     if any(r["shape"] == "20b" for r in results):
         return None  # measured at the real depth: nothing to extrapolate
     if len({r["layers"] for r in wide}) < 2:
@@ -375,6 +381,11 @@ def extrapolate(results: list[dict[str, Any]], layers: int) -> dict[str, Any] | 
     }
 
 
+def _variant(result: dict[str, Any]) -> tuple[str, str]:
+    """What besides the shape tells two rows apart: the export preset and the expert kernels."""
+    return result.get("quality", "fast"), result.get("kernels", "auto")
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lengths = [str(n) for n in report.get("prefill_lengths", [])]
@@ -397,7 +408,8 @@ def markdown(report: dict[str, Any]) -> str:
             f" {d['prefill'][n]['tokens_per_s']:.0f} ({d['prefill'][n]['prompt_tokens']}) |" for n in lengths
         )
         lines.append(
-            f"| {r['shape']} ({r.get('kernels', 'auto')} kernels) | {r.get('model_bytes', 0) / 1e9:.2f} GB | "
+            f"| {r['shape']} {r.get('quality', 'fast')} ({r.get('kernels', 'auto')} kernels) | "
+            f"{r.get('model_bytes', 0) / 1e9:.2f} GB | "
             f"{d.get('load_s') or d['startup_s']:.1f} s | "
             f"{d['decode_tokens_per_s']:.1f} / {raw['decode_tokens_per_s']:.1f} / "
             f"{r['roofline_tokens_per_s']:.1f} | {r['decode_vs_raw']:.2f} | {r['decode_vs_roofline']:.2f} |"
@@ -445,10 +457,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     results = report["results"]
-    first_mode = results[0].get("kernels") if results else None
-    wide = sorted(
-        (r for r in results if r.get("full_width") and r.get("kernels") == first_mode), key=lambda r: r["layers"]
-    )
+    first = _variant(results[0]) if results else ("fast", "auto")
+    first_mode = f"{first[0]} export, {first[1]}"
+    wide = sorted((r for r in results if r.get("full_width") and _variant(r) == first), key=lambda r: r["layers"])
     figure, (speed, prefill, latency) = plt.subplots(1, 3, figsize=(16, 4.5))
     if wide:
         depth = [r["layers"] for r in wide]
@@ -472,7 +483,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
             axis.set_title(title)
             axis.grid(True, which="both", alpha=0.3)
             axis.legend(fontsize=8)
-    names = [r["shape"] + ("" if r.get("kernels") == first_mode else f"\n{r.get('kernels')}") for r in results]
+
+    def name(r: dict[str, Any]) -> str:
+        differs = [v for v, f in zip(_variant(r), first, strict=True) if v != f]
+        return r["shape"] + "".join(f"\n{v}" for v in differs)
+
+    names = [name(r) for r in results]
     x = np.arange(len(names))
     for offset, label, values in (
         (-0.2, "first token, cold cache", [r["daemon"]["ttft_cold_ms"] for r in results]),

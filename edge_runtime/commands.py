@@ -73,7 +73,7 @@ def register(subparsers: Any) -> None:
 
 
 def register_bench(targets: Any) -> None:
-    from export.cli import add_bench_options  # noqa: PLC0415  (argparse only)
+    from export.cli import QUALITY_NAMES, add_bench_options  # noqa: PLC0415  (argparse only)
 
     runtime = targets.add_parser(
         "runtime",
@@ -97,6 +97,12 @@ def register_bench(targets: Any) -> None:
         action="append",
         choices=("auto", "fast", "compact"),
         help="the daemon's CPU expert kernels (repeatable: each shape is measured with each; default auto)",
+    )
+    runtime.add_argument(
+        "--quality",
+        action="append",
+        choices=QUALITY_NAMES,
+        help="export presets (repeatable: each shape is exported and measured with each; default fast)",
     )
     runtime.set_defaults(handler=_bench_runtime)
 
@@ -166,6 +172,7 @@ def _bench_runtime(args: argparse.Namespace) -> int:
         args.decode_tokens,
         tuple(args.prefill or (512, 2048)),
         tuple(args.kernels or ("auto",)),
+        tuple(args.quality or ("fast",)),
     )
     print(markdown(report))
     print(f"report written to {args.report}")

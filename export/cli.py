@@ -14,6 +14,8 @@ from edge_runtime.paths import models_dir
 from export.checkpoint import DEFAULT_HUB_ID
 from export.errors import OptionError, VerificationError
 
+QUALITY_NAMES = ("fast", "balanced", "accurate", "exact")  # export.model_builder.QUALITIES, without importing it
+
 
 def register(subparsers: Any) -> None:
     synth = subparsers.add_parser(
@@ -65,7 +67,7 @@ def register(subparsers: Any) -> None:
     )
     export.add_argument(
         "--quality",
-        choices=("fast", "balanced", "accurate", "exact"),
+        choices=QUALITY_NAMES,
         help="a preset instead of --precision/--experts: fast = int4 everywhere (the default: smallest, fastest); "
         "balanced = int4 experts, int8 everywhere else (the embedding too); accurate = the MXFP4 experts held exactly "
         "in int8, int8 elsewhere (llama.cpp's MXFP4_MOE recipe); exact = exact experts, every other weight "

@@ -39,8 +39,7 @@ class Quality:
 QUALITIES = {
     # int4 everywhere: smallest and fastest
     "fast": Quality("int4", None),
-    # int4 experts (each block with its least-squares scale), int8 everywhere else: the experts are most of the bytes,
-    # the int8 rest removes most of the error
+    # int4 experts, int8 everywhere else: the experts are most of the bytes, the int8 rest removes most of the error
     "balanced": Quality("int8", "int4"),
     # the MXFP4 experts held exactly, int8 elsewhere: llama.cpp's MXFP4_MOE recipe (MXFP4 experts, Q8_0 elsewhere)
     "accurate": Quality("int8", "int8"),

@@ -97,3 +97,23 @@ def test_bench_quality_measures_each_preset(tmp_path: Path) -> None:
 def test_bench_quality_refuses_an_unknown_variant(tmp_path: Path) -> None:
     result = oss_edge("bench", "quality", "--variant", "best", "--report", str(tmp_path))
     assert result.returncode != 0 and "unknown variant 'best'" in result.stderr
+
+
+def test_bench_runtime_measures_each_preset_side_by_side(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    result = oss_edge(
+        "bench", "runtime", "--shape", "tiny", "--quality", "fast", "--quality", "balanced", "--prefill", "512",
+        "--report", str(report), "--cache", str(tmp_path / "c"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    runtime = json.loads((report / "runtime.json").read_text())
+    fast, balanced = runtime["results"]
+    assert (fast["quality"], balanced["quality"]) == ("fast", "balanced")
+    assert balanced["model_bytes"] > fast["model_bytes"]  # int8 outside the experts
+    assert balanced["bytes"]["active"] > fast["bytes"]["active"]
+    for run in (fast, balanced):
+        assert run["daemon"]["decode_tokens_per_s"] > 0 and run["raw"]["decode_tokens_per_s"] > 0
+    assert "--quality fast --quality balanced" in runtime["command"]
+    text = (report / "runtime.md").read_text()
+    assert "| tiny fast (" in text and "| tiny balanced (" in text
+    assert (report / "runtime.png").read_bytes()[:8] == PNG
