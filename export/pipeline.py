@@ -247,7 +247,7 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
         progress.note(f"removed an interrupted earlier export: {stale.name}")
 
     progress.stage("checking the checkpoint")
-    checkpoint = resolve_source(request.source, request.revision, request.download_dir, quiet=not progress.enabled)
+    checkpoint = resolve_source(request.source, request.revision, request.download_dir, quiet=not progress.interactive)
     streaming = not request.in_memory and uses_streaming(options)
     if not request.skip_memory_check:
         check_memory(checkpoint, psutil.virtual_memory().available, streaming)

@@ -91,6 +91,12 @@ def test_120b_layout_exports(tiny_120b: Path, tmp_path: Path) -> None:
     assert manifest["verification"]["structure"]["layers"] == 36
     assert manifest["source"]["shape"]["num_local_experts"] == 128
     assert manifest["verification"]["structure"]["ops"]["QMoE"] == 36
+    # not a terminal: progress as plain timestamped lines, a line per tenth of the layers
+    log = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert any(line.endswith("converting 36 layers (mxfp4 -> int4, cpu)") for line in log), result.stderr
+    tenths = [line for line in log if "] convert: " in line]
+    assert len(tenths) == 10 and tenths[-1].endswith("convert: 36 of 36 layers (100%)"), tenths
+    assert any("verifying" in line for line in log)
 
 
 @pytest.mark.parametrize(
