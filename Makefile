@@ -25,9 +25,9 @@ run: setup
 ifeq ($(SYNTHETIC),1)
 	@echo "SYNTHETIC=1: a synthetic tiny gpt-oss checkpoint (random weights), not the real model"
 	@test -d $(SYNTH_DIR)/tiny || $(BIN)/oss-edge synth $(SYNTH_DIR)/tiny --shape tiny
-	@test -f $(SYNTH_DIR)/tiny-int4/manifest.json || \
-	  $(BIN)/oss-edge export $(SYNTH_DIR)/tiny --out $(SYNTH_DIR)/tiny-int4 --force --parity
-	$(BIN)/oss-edge demo --model $(SYNTH_DIR)/tiny-int4
+	@test -f $(SYNTH_DIR)/tiny-model/manifest.json || \
+	  $(BIN)/oss-edge export $(SYNTH_DIR)/tiny --out $(SYNTH_DIR)/tiny-model --force --parity
+	$(BIN)/oss-edge demo --model $(SYNTH_DIR)/tiny-model
 else
 	@$(BIN)/oss-edge export $(MODEL) || { status=$$?; test $$status -eq 5 && exit 0; \
 	  echo ""; \

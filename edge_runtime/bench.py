@@ -461,7 +461,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
     first_mode = f"{first[0]} export, {first[1]}"
     wide = sorted((r for r in results if r.get("full_width") and _variant(r) == first), key=lambda r: r["layers"])
     figure, (speed, prefill, latency) = plt.subplots(1, 3, figsize=(16, 4.5))
-    if wide:
+
+    def name(r: dict[str, Any]) -> str:
+        differs = [v for v, f in zip(_variant(r), first, strict=True) if v != f]
+        return r["shape"] + "".join(f"\n{v}" for v in differs)
+
+    if len({r["layers"] for r in wide}) >= 2:  # speed against depth, for one preset and kernel mode
         depth = [r["layers"] for r in wide]
         for label, values, style in (
             ("roofline (memory bandwidth)", [r["roofline_tokens_per_s"] for r in wide], "k--"),
@@ -483,10 +488,27 @@ def plot(report: dict[str, Any], path: Path) -> None:
             axis.set_title(title)
             axis.grid(True, which="both", alpha=0.3)
             axis.legend(fontsize=8)
-
-    def name(r: dict[str, Any]) -> str:
-        differs = [v for v, f in zip(_variant(r), first, strict=True) if v != f]
-        return r["shape"] + "".join(f"\n{v}" for v in differs)
+    elif results:  # one depth: each measured row side by side (presets, kernel modes)
+        x = np.arange(len(results))
+        series = (
+            ("roofline (memory bandwidth)", [r["roofline_tokens_per_s"] for r in results]),
+            ("raw onnxruntime-genai", [r["raw"]["decode_tokens_per_s"] for r in results]),
+            ("oss-edge daemon", [r["daemon"]["decode_tokens_per_s"] for r in results]),
+        )
+        width = 0.8 / len(series)
+        for i, (label, values) in enumerate(series):
+            speed.bar(x + (i - (len(series) - 1) / 2) * width, values, width=width, label=label)
+        lengths = report.get("prefill_lengths", [])
+        width = 0.8 / max(len(lengths), 1)
+        for i, length in enumerate(lengths):
+            values = [r["daemon"]["prefill"][str(length)]["tokens_per_s"] for r in results]
+            prefill.bar(x + (i - (len(lengths) - 1) / 2) * width, values, width=width, label=f"{length}-token prompt")
+        for axis, title in ((speed, "Decode"), (prefill, "Prefill, a new file")):
+            axis.set_xticks(x, [name(r) for r in results])
+            axis.set_ylabel("tokens per second")
+            axis.set_title(title)
+            axis.grid(True, axis="y", alpha=0.3)
+            axis.legend(fontsize=8)
 
     names = [name(r) for r in results]
     x = np.arange(len(names))

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ TOOLS = (
 @dataclass(frozen=True)
 class ExportRequest:
     source: str
-    out: Path
+    out: Path | None  # None: a folder under the models folder, named after the source and what was built
     precision: str = "int4"
     provider: str = "cpu"
     experts: str | None = None
@@ -66,10 +66,49 @@ class ExportRequest:
     skip_memory_check: bool = False
     skip_disk_check: bool = False
     in_memory: bool = False
+    quality_reason: str | None = None  # why `auto` took the preset it took
+
+
+AUTO = "auto"
+# Room the machine keeps beside the daemon for the system, the editor and the rest of the user's work.
+ROOM_BESIDE_THE_MODEL = 4 * 2**30
+# The daemon's KV cache (an 8k context: 0.8 GB at 20b) and runtime beside the weights.
+RUNTIME_BYTES = 1.0e9
+
+
+def default_out(source: str, variant: str, provider: str, experts: str | None = None) -> Path:
+    """The folder `oss-edge export` makes when --out is not given: source name, what was built, provider."""
+    from edge_runtime.paths import models_dir  # noqa: PLC0415
+
+    name = Path(source.rstrip("/")).name or "model"
+    if experts and experts != variant and variant not in QUALITIES:
+        variant = f"{variant}-{experts.replace('-', '')}experts"
+    return models_dir() / f"{name}-{variant}-{provider}"
+
+
+def choose_quality(checkpoint: Checkpoint, total_memory: int, provider: str = "cpu") -> tuple[str, str]:
+    """The `auto` preset: balanced (int8 outside the experts, 3-6x less logit error than fast at the same speed)
+    where this machine holds its daemon with the fast kernels beside the system and an editor, else fast.
+    gpt-oss-20b: balanced needs ~21 GB (a 24 GiB machine has it), fast on a 16 GiB machine. GPU builds: fast (the
+    device's memory is not known here, and balanced was measured on the CPU only). Returns (preset, why)."""
+    from edge_runtime.engine import FAST_KERNEL_OVERHEAD  # noqa: PLC0415
+
+    if provider != "cpu":
+        return "fast", f"built for {provider}: the smallest; balanced is measured and chosen for the CPU only"
+
+    weights = _estimate_output_bytes(checkpoint, BuildOptions("int8", "cpu", "int4"))
+    daemon = FAST_KERNEL_OVERHEAD * weights + RUNTIME_BYTES
+    needed = daemon + ROOM_BESIDE_THE_MODEL
+    memory = f"{total_memory / 2**30:.0f} GiB of memory"
+    if total_memory >= needed:
+        return "balanced", f"{memory}; its daemon takes about {daemon / 1e9:.0f} GB"
+    return "fast", f"{memory}; balanced needs {needed / 2**30:.0f} GiB: its daemon, the system and an editor"
 
 
 def build_options(request: ExportRequest) -> BuildOptions:
     """The builder's options: a quality preset, or precision and experts as given."""
+    if request.quality == AUTO:
+        raise ValueError("choose the quality (choose_quality) before the build options")
     if request.quality is None:
         return BuildOptions(request.precision, request.provider, request.experts)
     preset = QUALITIES[request.quality]
@@ -229,12 +268,9 @@ def check_parity_memory(checkpoint: Checkpoint, available: int) -> None:
         )
 
 
-def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
-    """Export and verify; returns the manifest. Raises ExportError subclasses with user-facing messages."""
-    options = build_options(request)
-    options.check()
-    out = request.out.expanduser().resolve()
-    if out.exists() and not request.force:
+def _check_out(out: Path, force: bool, progress: Progress) -> None:
+    """Refuse to replace a folder without --force, make sure the parent is writable, clear stale partials."""
+    if out.exists() and not force:
         what = "a model folder" if (out / "manifest.json").exists() else "something"
         raise OutputExistsError(f"{out} already holds {what}; pass --force to replace it or choose another --out")
     try:
@@ -246,8 +282,37 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     for stale in remove_stale_partials(out):
         progress.note(f"removed an interrupted earlier export: {stale.name}")
 
+
+def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
+    """Export and verify; returns the manifest. Raises ExportError subclasses with user-facing messages."""
+    if request.quality != AUTO:
+        build_options(request).check()
+    if request.out is not None:
+        _check_out(request.out.expanduser().resolve(), request.force, progress)
+    elif request.quality == AUTO and not request.force:
+        # which preset `auto` takes is known only once the checkpoint is read: an earlier default export of this
+        # source, whichever preset it took, is reported before anything is downloaded or read
+        for preset in (*QUALITIES, "int4"):  # int4: the default folder of earlier versions
+            earlier = default_out(request.source, preset, request.provider)
+            if (earlier / "manifest.json").exists():
+                raise OutputExistsError(
+                    f"{earlier} already holds a model folder; pass --force to replace it or choose another --out"
+                )
+
     progress.stage("checking the checkpoint")
     checkpoint = resolve_source(request.source, request.revision, request.download_dir, quiet=not progress.interactive)
+    if request.quality == AUTO:
+        quality, why = choose_quality(checkpoint, psutil.virtual_memory().total, request.provider)
+        progress.stage(f"quality: {quality} ({why}; --quality chooses another)")
+        request = replace(request, quality=quality, quality_reason=f"auto: {why}")
+    options = build_options(request)
+    options.check()
+    if request.out is None:
+        variant = request.quality or request.precision
+        request = replace(request, out=default_out(request.source, variant, request.provider, request.experts))
+        assert request.out is not None
+        _check_out(request.out, request.force, progress)
+    out = request.out.expanduser().resolve()
     streaming = not request.in_memory and uses_streaming(options)
     if not request.skip_memory_check:
         check_memory(checkpoint, psutil.virtual_memory().available, streaming)

@@ -22,7 +22,8 @@ from lsp_server.config import Settings
 
 log = logging.getLogger("oss_edge.lsp.runtime")
 
-PREFERRED_MODEL = "gpt-oss-20b-int4-cpu"
+# The folders a plain `oss-edge export` makes (the preset `auto` took; int4: earlier versions' name).
+DEFAULT_EXPORTS = ("gpt-oss-20b-balanced-cpu", "gpt-oss-20b-fast-cpu", "gpt-oss-20b-int4-cpu")
 START_TIMEOUT_S = 900.0
 
 
@@ -31,7 +32,7 @@ class NoModel(Exception):
 
 
 def find_model(settings: Settings) -> Path:
-    """The configured model folder, else the one `oss-edge export` made (the default name first, else the newest)."""
+    """The configured model folder, else the one `oss-edge export` made (the newest default export, else the newest)."""
     if settings.model_dir:
         path = Path(settings.model_dir).expanduser()
         if not (path / "genai_config.json").is_file():
@@ -44,10 +45,8 @@ def find_model(settings: Settings) -> Path:
             "oss-edge has no model yet: run `oss-edge export` (downloads and converts gpt-oss-20b), "
             "or set ossEdge.modelDir to an exported model folder"
         )
-    for candidate in candidates:
-        if candidate.name == PREFERRED_MODEL:
-            return candidate
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    defaults = [p for p in candidates if p.name in DEFAULT_EXPORTS]
+    return max(defaults or candidates, key=lambda p: p.stat().st_mtime)
 
 
 Reporter = Callable[[str, str | None, int | None], Awaitable[None]]  # phase ("begin"/"report"/"end"), text, percent

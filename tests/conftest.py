@@ -89,7 +89,7 @@ def _export(cache: Path, source: Path, name: str, *options: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_int4(model_cache: Path, tiny_mxfp4: Path) -> Path:
-    return _export(model_cache, tiny_mxfp4, "onnx-tiny-mxfp4-int4", "--parity")
+    return _export(model_cache, tiny_mxfp4, "onnx-tiny-mxfp4-int4", "--quality", "fast", "--parity")
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +97,7 @@ def slice1_int4(model_cache: Path) -> Path:
     """Every width of gpt-oss-20b, one layer: ~90 tokens/s here, the pace of the real model on a laptop. Tests that
     need a generation to still be running when something happens use it: the tiny model writes 4000 tokens in <1 s."""
     source = _checkpoint(model_cache, "slice:1", "mxfp4")
-    return _export(model_cache, source, SLICE1_INT4)
+    return _export(model_cache, source, SLICE1_INT4, "--quality", "fast")
 
 
 @pytest.fixture(scope="session")

@@ -25,3 +25,23 @@ def test_demo_without_a_model_says_what_to_run() -> None:
     result = oss_edge("demo")
     assert result.returncode == 2
     assert "oss-edge export" in result.stderr and "make run SYNTHETIC=1" in result.stderr
+
+
+def test_without_a_model_setting_the_newest_default_export_is_served(user_home: Path) -> None:
+    import os  # noqa: PLC0415
+
+    from edge_runtime.paths import models_dir  # noqa: PLC0415
+    from lsp_server.config import Settings  # noqa: PLC0415
+    from lsp_server.runtime_link import find_model  # noqa: PLC0415
+
+    root = models_dir()
+    for age, name in enumerate(("gpt-oss-20b-balanced-cpu", "gpt-oss-20b-fast-cpu", "my-finetune-int8-cpu")):
+        folder = root / name
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text("{}")
+        os.utime(folder, (1e9 + age, 1e9 + age))
+    # the folders a plain `oss-edge export` makes come first (the newest of them), then any other export
+    assert find_model(Settings()).name == "gpt-oss-20b-fast-cpu"
+    for name in ("gpt-oss-20b-balanced-cpu", "gpt-oss-20b-fast-cpu"):
+        (root / name / "manifest.json").unlink()
+    assert find_model(Settings()).name == "my-finetune-int8-cpu"

@@ -12,8 +12,10 @@ import onnx
 import onnxruntime_genai as og
 import pytest
 
+from export.checkpoint import resolve_source
+from export.pipeline import choose_quality
 from export.verify import graph_ops, load_model, open_tokenizer
-from tests.conftest import oss_edge
+from tests.conftest import _checkpoint, oss_edge
 
 
 def _manifest(folder: Path) -> dict:
@@ -67,7 +69,7 @@ def test_bf16_finetune_exports_to_the_same_int4_model(tiny_bf16: Path, tiny_int4
     out = tmp_path / "from-bf16"
     workdir = tmp_path / "cwd"
     workdir.mkdir()
-    result = oss_edge("export", str(tiny_bf16), "--out", str(out), "--parity", cwd=workdir)
+    result = oss_edge("export", str(tiny_bf16), "--out", str(out), "--quality", "fast", "--parity", cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert list(workdir.iterdir()) == []  # no builder cache_dir or temp files where the user stands
     assert _manifest(out)["source"]["format"] == "bf16"
@@ -91,12 +93,25 @@ def test_120b_layout_exports(tiny_120b: Path, tmp_path: Path) -> None:
     assert manifest["verification"]["structure"]["layers"] == 36
     assert manifest["source"]["shape"]["num_local_experts"] == 128
     assert manifest["verification"]["structure"]["ops"]["QMoE"] == 36
+    # no preset named: `auto` takes balanced where the memory holds it (a tiny model: everywhere)
+    assert manifest["options"]["quality"] == "balanced"
+    assert (manifest["options"]["precision"], manifest["options"]["experts"]) == ("int8", "int4")
+    assert manifest["options"]["quality_reason"].startswith("auto: ")
     # not a terminal: progress as plain timestamped lines, a line per tenth of the layers
     log = [line for line in result.stderr.splitlines() if line.startswith("[")]
-    assert any(line.endswith("converting 36 layers (mxfp4 -> int4, cpu)") for line in log), result.stderr
+    assert any("] quality: balanced (" in line for line in log), result.stderr
+    assert any(line.endswith("converting 36 layers (mxfp4 -> int8, cpu)") for line in log), result.stderr
     tenths = [line for line in log if "] convert: " in line]
     assert len(tenths) == 10 and tenths[-1].endswith("convert: 36 of 36 layers (100%)"), tenths
     assert any("verifying" in line for line in log)
+
+
+def test_auto_quality_follows_the_memory_a_model_needs(model_cache: Path) -> None:
+    checkpoint = resolve_source(str(_checkpoint(model_cache, "slice:1", "mxfp4")), None, None, quiet=True)
+    # slice:1 (every width of gpt-oss-20b, one layer): a balanced daemon of ~3 GB, plus 4 GiB beside it
+    assert choose_quality(checkpoint, 4 * 2**30)[0] == "fast"
+    assert choose_quality(checkpoint, 8 * 2**30)[0] == "balanced"
+    assert choose_quality(checkpoint, 64 * 2**30, "cuda")[0] == "fast"
 
 
 @pytest.mark.parametrize(

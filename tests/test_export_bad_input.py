@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,9 +34,14 @@ def _assert_clean(parent: Path, name: str) -> None:
     assert leftovers == []
 
 
+PROGRESS_LINE = re.compile(r"\[\d\d:\d\d\] ")
+
+
 def _fails(result: subprocess.CompletedProcess[str], code: int, *phrases: str) -> None:
     assert result.returncode == code, (result.returncode, result.stderr)
-    assert result.stderr.startswith("oss-edge: "), result.stderr
+    # progress lines ("[mm:ss] ...", output is not a terminal here), then the error alone
+    error = "\n".join(line for line in result.stderr.splitlines() if not PROGRESS_LINE.match(line))
+    assert error.startswith("oss-edge: "), result.stderr
     assert "Traceback" not in result.stderr
     for phrase in phrases:
         assert phrase in result.stderr, result.stderr
@@ -104,6 +110,21 @@ def test_an_unsupported_precision_and_provider_pair(tiny_mxfp4: Path, tmp_path: 
     )
     result = oss_edge("export", str(tiny_mxfp4), "--precision", "int3")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_a_plain_export_names_its_folder_after_the_preset_and_is_not_redone(tiny_mxfp4: Path, user_home: Path) -> None:
+    from edge_runtime.paths import models_dir  # noqa: PLC0415  (under this test's OSS_EDGE_HOME)
+
+    first = oss_edge("export", str(tiny_mxfp4))
+    assert first.returncode == 0, first.stderr
+    made = models_dir() / f"{tiny_mxfp4.name}-balanced-cpu"  # `auto` on a machine that holds balanced
+    assert json.loads((made / "manifest.json").read_text())["options"]["quality"] == "balanced"
+    before = (made / "manifest.json").read_text()
+    # the second time it stops before reading the checkpoint, whichever preset the first took
+    again = oss_edge("export", str(tiny_mxfp4))
+    _fails(again, 5, "already holds a model folder", str(made), "--force")
+    assert "checking the checkpoint" not in again.stderr
+    assert (made / "manifest.json").read_text() == before
 
 
 def test_an_existing_output_is_kept_unless_forced(tiny_mxfp4: Path, tiny_int4: Path, tmp_path: Path) -> None:

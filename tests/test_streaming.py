@@ -68,10 +68,10 @@ def _last_logits(model_dir: Path, prompt: str) -> np.ndarray:
 @pytest.mark.parametrize(
     ("fmt", "options"),
     [
-        ("mxfp4", ()),
+        ("mxfp4", ("--quality", "fast")),
         ("mxfp4", ("--quality", "balanced")),
         ("mxfp4", ("--quality", "accurate")),
-        ("bf16", ()),
+        ("bf16", ("--quality", "fast")),
     ],
     ids=["mxfp4-int4", "mxfp4-balanced", "mxfp4-accurate", "bf16-int4"],
 )
@@ -85,7 +85,7 @@ def test_tiny_streaming_export_is_the_builders(model_cache: Path, fmt: str, opti
 
 def test_full_width_slice_streams_to_the_builders_model_within_a_bound(model_cache: Path) -> None:
     source = _checkpoint(model_cache, "slice:1", "mxfp4")
-    streamed, built = _export_both(model_cache, source, "stream-slice1-int4")
+    streamed, built = _export_both(model_cache, source, "stream-slice1-int4", "--quality", "fast")
     _assert_same_model(streamed, built)
     streamed_peak = json.loads((streamed / "manifest.json").read_text())["conversion"]["convert_peak_rss_bytes"]
     built_peak = json.loads((built / "manifest.json").read_text())["conversion"]["convert_peak_rss_bytes"]
