@@ -26,11 +26,14 @@ from edge_runtime.harmony import ChannelParser, DecodeText, RenderedPrompt
 log = logging.getLogger("oss_edge.scheduler")
 
 RECENT = 32  # requests kept for the status figures
+# Kinds a newer request for the same document replaces, and kinds that give way to any waiting completion.
+SAME_DOCUMENT = ("complete", "warm")
+BACKGROUND = ("explain", "warm")
 
 
 @dataclass(eq=False)
 class Job:
-    kind: str  # "complete" or "explain"
+    kind: str  # "complete", "explain" or "warm" (a completion's prompt read into the cache, nothing written)
     client: int
     request_id: int
     prompt: RenderedPrompt
@@ -97,12 +100,19 @@ class Scheduler:
 
     def submit(self, job: Job) -> None:
         with self.lock:
-            if job.kind == "complete" and job.document is not None:
+            if job.kind in SAME_DOCUMENT and job.document is not None:
+                # a completion replaces the older completion or warming for its document; a warming only the older
+                # warming (the completion the user waits for is never cancelled by a background job)
+                replaced = SAME_DOCUMENT if job.kind == "complete" else ("warm",)
                 for other in self._jobs():
-                    if other.kind == "complete" and other.client == job.client and other.document == job.document:
+                    if other.kind in replaced and other.client == job.client and other.document == job.document:
                         self._cancel_job(other, "superseded")
-            (self.completions if job.kind == "complete" else self.explains).append(job)
+            self._queue(job).append(job)
             self.lock.notify_all()
+
+    def _queue(self, job: Job) -> deque[Job]:
+        """Completions go first; explanations and cache warming run when no completion waits."""
+        return self.completions if job.kind == "complete" else self.explains
 
     def cancel(self, client: int, request_id: int | None, reason: str = "cancelled") -> int:
         """Cancel one request of a client, or all of them when `request_id` is None. Returns how many."""
@@ -119,7 +129,7 @@ class Scheduler:
         """Under the lock: a waiting or paused job ends at once; the running one at its next step or chunk."""
         job.cancel(reason)
         if job is not self.running:
-            queue = self.completions if job.kind == "complete" else self.explains
+            queue = self._queue(job)
             if job in queue:
                 queue.remove(job)
                 self._finish(job, None)
@@ -132,7 +142,8 @@ class Scheduler:
             running = self.running
             queue = {
                 "complete": len(self.completions),
-                "explain": len(self.explains),
+                "explain": sum(job.kind == "explain" for job in self.explains),
+                "warm": sum(job.kind == "warm" for job in self.explains),
                 "running": {"kind": running.kind, "id": running.request_id} if running else None,
             }
             waiting = [
@@ -190,7 +201,7 @@ class Scheduler:
             with self.lock:
                 self.running = None
                 if finished:
-                    queue = self.completions if job.kind == "complete" else self.explains
+                    queue = self._queue(job)
                     if job in queue:
                         queue.remove(job)
 
@@ -205,7 +216,7 @@ class Scheduler:
         return any(job.cancel_reason is None for job in self.completions)
 
     def _should_yield(self, job: Job) -> bool:
-        return job.cancel_reason is not None or (job.kind == "explain" and self._completion_waiting())
+        return job.cancel_reason is not None or (job.kind in BACKGROUND and self._completion_waiting())
 
     def _advance(self, job: Job) -> bool:
         """Run `job` until it ends (True) or a completion pre-empts it (False)."""
@@ -235,6 +246,8 @@ class Scheduler:
                 job.preemptions += 1
                 return False
             job.logits = result.logits
+        if job.kind == "warm":
+            return self._finish(job, "warmed")  # the prompt is in the cache: nothing to write
         return self._decode(job)
 
     def _decode(self, job: Job) -> bool:

@@ -331,10 +331,13 @@ class Daemon:
         )
         ignore_eos = _field(params, "ignore_eos", bool, False)
         stops = [*([] if ignore_eos else ["\n```"]), *_strings(params, "stop")]
+        # warm: read the prompt into the KV cache in the background and write nothing, so that the completion asked
+        # for there later starts from the cache (an editor sends it when the cursor rests)
+        warm = _field(params, "warm", bool, False)
         self._submit(
             conn,
             msgid,
-            "complete",
+            "warm" if warm else "complete",
             prompt,
             max_tokens,
             params,

@@ -42,6 +42,7 @@ log = logging.getLogger("oss_edge.lsp")
 EXPLAIN_COMMAND = "ossEdge.explainSelection"
 EXPLANATION_NOTIFICATION = "ossEdge/explanation"
 STATUS_REQUEST = "ossEdge/status"
+WARM_NOTIFICATION = "ossEdge/warm"
 WORD = re.compile(r"[\w$]*$")
 MAX_DOCUMENT_CHARS = 20_000_000
 CONVERTER = get_converter()
@@ -115,7 +116,7 @@ class OssEdgeServer(LanguageServer):
         self.shut_down = False
         self.pending_problems: list[str] = []
         self.ready_for_requests = False
-        self.stats = {"requests": 0, "type_through": 0, "superseded": 0, "generations": 0, "shown": 0}
+        self.stats = {"requests": 0, "type_through": 0, "superseded": 0, "generations": 0, "shown": 0, "warmed": 0}
         self.last_latency_ms: float | None = None
         self.last_tokens_per_s: float | None = None
 
@@ -202,23 +203,14 @@ class OssEdgeServer(LanguageServer):
     ) -> Suggested | None:
         """Cleaned suggestions at a position, or None. Type-through, debounce and supersession happen here."""
         self.stats["requests"] += 1
-        document = self.document(uri)
-        if document is None or not self.settings.enabled_for(self.languages.get(uri, "")):
+        at = self.view_at(uri, position)
+        if at is None:
             return None
-        lines = list(document.lines)
-        if position.line == len(lines) and (not lines or lines[-1].endswith("\n")):
-            lines.append("")  # the empty line after a final newline, where the cursor is
-        server_position = document.position_codec.position_from_client_units(lines, position)
-        cursor = clamp_cursor(lines, server_position.line, server_position.character)
+        document, lines, cursor, view = at
         if self.active_uri != uri:
             if self.active_uri is not None and self.active_uri in self.suggestions:
                 self.remember(self.active_uri, self.suggestions[self.active_uri].line)
             self.active_uri = uri
-        view = window(
-            lines, cursor, self.settings.prefix_tokens, self.settings.suffix_tokens, self.settings.chunk_lines
-        )
-        if "\x00" in view.prefix or "\x00" in view.suffix:
-            return None
         if selected is None:
             remainder = self.type_through(uri, cursor, view.line_before)
             if remainder is not None:
@@ -244,10 +236,26 @@ class OssEdgeServer(LanguageServer):
         self.stats["shown"] += 1
         return Suggested(document, lines, cursor, texts)
 
-    async def generate(
-        self, uri: str, view: Window, prefix: str, multiline: bool, where: Surroundings, alternatives: int
-    ) -> list[str]:
-        params = completion_request(
+    def view_at(self, uri: str, position: types.Position) -> tuple[TextDocument, list[str], Cursor, Window] | None:
+        """The document, its lines, the cursor and the code around it that a completion there sees; None where
+        the server does not complete (unknown document, language turned off, binary text)."""
+        document = self.document(uri)
+        if document is None or not self.settings.enabled_for(self.languages.get(uri, "")):
+            return None
+        lines = list(document.lines)
+        if position.line == len(lines) and (not lines or lines[-1].endswith("\n")):
+            lines.append("")  # the empty line after a final newline, where the cursor is
+        server_position = document.position_codec.position_from_client_units(lines, position)
+        cursor = clamp_cursor(lines, server_position.line, server_position.character)
+        view = window(
+            lines, cursor, self.settings.prefix_tokens, self.settings.suffix_tokens, self.settings.chunk_lines
+        )
+        if "\x00" in view.prefix or "\x00" in view.suffix:
+            return None
+        return document, lines, cursor, view
+
+    def request_params(self, uri: str, view: Window, prefix: str, multiline: bool) -> dict[str, Any]:
+        return completion_request(
             view,
             prefix,
             uri=uri,
@@ -258,6 +266,22 @@ class OssEdgeServer(LanguageServer):
             max_tokens=self.settings.max_tokens,
             time_budget_ms=self.settings.time_budget_ms,
         )
+
+    async def warm(self, uri: str, position: types.Position) -> None:
+        """Read the prompt a completion at `position` would have into the daemon's cache, in the background, so
+        that the first suggestion there starts from the cache. Only once the model is loaded; never waits."""
+        at = self.view_at(uri, position)
+        if at is None or not self.link.ready:
+            return
+        view = at[3]
+        params = self.request_params(uri, view, view.prefix, allows_multiline(self.settings.multiline, view))
+        self.stats["warmed"] += 1
+        await self.link.run("complete", {**params, "warm": True}, None, wait=False)
+
+    async def generate(
+        self, uri: str, view: Window, prefix: str, multiline: bool, where: Surroundings, alternatives: int
+    ) -> list[str]:
+        params = self.request_params(uri, view, prefix, multiline)
         texts: list[str] = []
         for attempt in range(alternatives):
             if attempt:
@@ -361,6 +385,19 @@ async def inline_completion(
             types.InlineCompletionItem(insert_text=text, range=types.Range(start=here, end=here)) for text in texts
         ]
     return types.InlineCompletionList(items=items)
+
+
+@SERVER.feature(WARM_NOTIFICATION)
+async def warm(ls: OssEdgeServer, params: Any) -> None:
+    """`ossEdge/warm` {textDocument: {uri}, position}: the cursor rests there; read its prompt into the cache."""
+    try:
+        raw = _mapping(params)
+        uri = raw["textDocument"]["uri"]
+        position = types.Position(line=int(raw["position"]["line"]), character=int(raw["position"]["character"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        log.warning("ignored a malformed %s: %r", WARM_NOTIFICATION, params)
+        return
+    await ls.warm(uri, position)
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
@@ -502,6 +539,7 @@ def status(ls: OssEdgeServer, params: Any) -> dict[str, Any]:
         "tokensPerSecond": ls.last_tokens_per_s,
         "requests": ls.stats["requests"],
         "typeThrough": ls.stats["type_through"],
+        "warmed": ls.stats["warmed"],
     }
 
 
@@ -515,6 +553,15 @@ def _server_position(cursor: Cursor) -> Any:
     from pygls.workspace.position_codec import ServerTextPosition  # noqa: PLC0415
 
     return ServerTextPosition(cursor.line, cursor.column)
+
+
+def _mapping(value: Any) -> Any:
+    """A custom message's params as plain dicts (pygls hands them over as named tuples)."""
+    if hasattr(value, "_asdict"):
+        value = value._asdict()
+    if isinstance(value, dict):
+        return {key: _mapping(item) for key, item in value.items()}
+    return value
 
 
 def _explain_arguments(args: tuple[Any, ...]) -> tuple[str, types.Range, str | None]:

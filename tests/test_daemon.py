@@ -265,7 +265,7 @@ def test_a_client_that_vanishes_mid_stream_is_cleaned_up(slow_daemon: Daemon) ->
         return {"before": before, "status": status, "after": after}
 
     outcome = run(go)
-    assert outcome["status"]["queue"] == {"complete": 0, "explain": 0, "running": None}
+    assert outcome["status"]["queue"] == {"complete": 0, "explain": 0, "warm": 0, "running": None}
     assert outcome["before"]["queue"]["running"] is not None
     # ended by the hang-up, not by running out of tokens
     disconnected = [outcome[k]["finish_reasons"].get("disconnected", 0) for k in ("before", "status")]
@@ -543,3 +543,74 @@ def test_a_bad_model_folder_is_refused_at_start(tiny_int4: Path, tmp_path: Path,
     assert message.startswith("oss-edge: ")
     assert str(folder) in message
     assert "Traceback" not in result.stderr
+
+
+WARM_SOURCE = "".join(f"value_{i} = compute({i}, scale={i % 7}) + offset_{i % 13}\n" for i in range(500))
+
+
+def test_warming_reads_the_prompt_into_the_cache_and_writes_nothing(slow_daemon: Daemon) -> None:
+    params = {"prefix": "import os\n\ndef main(argv):\n    ", "suffix": "\n", "path": "warm.py", "max_tokens": 8}
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        client = await client_of(slow_daemon)
+        warmed = await client.call("complete", {**params, "warm": True})
+        done = await client.call("complete", params)
+        await client.close()
+        return warmed, done
+
+    warmed, done = run(go)
+    assert warmed["finish_reason"] == "warmed"
+    assert warmed["generated_tokens"] == 0 and warmed["text"] == ""
+    assert done["prompt_tokens"] == warmed["prompt_tokens"]
+    assert done["cached_tokens"] == done["prompt_tokens"] - 1  # all but the last token, which runs for its logits
+
+
+def test_warming_gives_way_to_completions_and_never_cancels_one(slow_daemon: Daemon) -> None:
+    long_a = {"prefix": WARM_SOURCE, "path": "a.py", "max_tokens": 8}
+
+    async def go() -> dict[str, Any]:
+        client = await client_of(slow_daemon)
+        warm = await client.start("complete", {**long_a, "warm": True})
+        while ((await client.call("status"))["queue"]["running"] or {}).get("kind") != "warm":
+            await asyncio.sleep(0.001)
+        # another document's completion runs between two chunks of the warming
+        other = await client.call("complete", {"prefix": "x = ", "path": "b.py", "max_tokens": 4})
+        other_done_first = not warm.future.done()
+        warmed = await warm.future
+        # a completion for the same document replaces a warming...
+        long_c = {**long_a, "prefix": "# another file\n" + WARM_SOURCE, "path": "c.py"}
+        again = await client.start("complete", {**long_c, "warm": True})
+        while ((await client.call("status"))["queue"]["running"] or {}).get("kind") != "warm":
+            await asyncio.sleep(0.001)
+        completion = await client.call("complete", long_c)
+        superseded = await again.future
+        # ...but a warming never replaces the completion the user waits for
+        started = asyncio.Event()
+        running = await client.start(
+            "complete", {**long_a, "max_tokens": 4000, "ignore_eos": True}, on_chunk=lambda c, t: started.set()
+        )
+        await started.wait()
+        late = await client.start("complete", {**long_a, "warm": True})
+        still_running = not running.future.done()
+        await client.cancel(running)
+        await client.cancel(late)
+        kept, late_result = await running.future, await late.future
+        await client.close()
+        return {
+            "other": other,
+            "other_done_first": other_done_first,
+            "warmed": warmed,
+            "superseded": superseded,
+            "completion": completion,
+            "still_running": still_running,
+            "kept": kept,
+            "late": late_result,
+        }
+
+    r = run(go)
+    assert r["other"]["generated_tokens"] == 4 and r["other_done_first"]
+    assert r["warmed"]["finish_reason"] == "warmed" and r["warmed"]["preemptions"] >= 1
+    assert r["superseded"]["finish_reason"] == "superseded"
+    assert r["completion"]["generated_tokens"] > 0
+    assert r["still_running"] and r["kept"]["finish_reason"] == "cancelled" and r["kept"]["generated_tokens"] > 0
+    assert r["late"]["finish_reason"] in ("cancelled", "warmed")

@@ -503,3 +503,27 @@ async def test_status_request_feeds_status_bars(client: LanguageClient) -> None:
     status = status if isinstance(status, dict) else status._asdict()
     assert status["state"] == "ready" and status["provider"] == "cpu"
     assert status["lastLatencyMs"] > 0 and status["requests"] >= 2
+
+
+async def test_a_resting_cursor_warms_the_cache_for_its_completion(client: LanguageClient, user_home: Path) -> None:
+    await ready(client)
+    text = SOURCE + "\n\ndef diameter(radius):\n    "
+    open_document(client, URI, text)
+    before = await runtime_status(user_home)
+    position = end_of(text)
+    where = {"line": position.line, "character": position.character}
+    client.protocol.notify("ossEdge/warm", {"textDocument": {"uri": URI}, "position": where})
+    client.protocol.notify("ossEdge/warm", {"textDocument": {"uri": URI}})  # malformed: ignored, nothing breaks
+    for _ in range(500):
+        warmed = await runtime_status(user_home)
+        if warmed["finish_reasons"].get("warmed", 0) > before["finish_reasons"].get("warmed", 0):
+            break
+        await asyncio.sleep(0.01)
+    assert warmed["finish_reasons"].get("warmed", 0) == before["finish_reasons"].get("warmed", 0) + 1
+    assert await inline(client, URI, position) is not None
+    after = await runtime_status(user_home)
+    prompt = after["cache"]["prompt_tokens"] - warmed["cache"]["prompt_tokens"]
+    cached = after["cache"]["cached_tokens"] - warmed["cache"]["cached_tokens"]
+    assert cached == prompt - 1  # the completion found its whole prompt in the cache but the last token
+    status = await client.protocol.send_request_async("ossEdge/status", None)
+    assert (status["warmed"] if isinstance(status, dict) else status.warmed) == 1
