@@ -31,6 +31,7 @@ class Settings:
     languages: list[str] = field(default_factory=lambda: ["*"])
     explain_effort: str = "medium"
     explain_max_tokens: int = 1024
+    warm_on_rest_ms: int = 500  # editors send ossEdge/warm after the cursor rests this long; 0: no warming
 
     @property
     def prefix_tokens(self) -> int:
@@ -55,6 +56,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "chunk_lines": (4, 200),
     "max_alternatives": (1, 5),
     "explain_max_tokens": (16, 8192),
+    "warm_on_rest_ms": (0, 10000),
 }
 CHOICES = {"multiline": MULTILINE_POLICIES, "explain_effort": REASONING_EFFORTS}
 

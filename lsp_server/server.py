@@ -271,7 +271,7 @@ class OssEdgeServer(LanguageServer):
         """Read the prompt a completion at `position` would have into the daemon's cache, in the background, so
         that the first suggestion there starts from the cache. Only once the model is loaded; never waits."""
         at = self.view_at(uri, position)
-        if at is None or not self.link.ready:
+        if at is None or not self.link.ready or not self.settings.warm_on_rest_ms:
             return
         view = at[3]
         params = self.request_params(uri, view, view.prefix, allows_multiline(self.settings.multiline, view))

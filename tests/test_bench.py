@@ -44,6 +44,8 @@ def test_bench_all_writes_one_report_folder(tmp_path: Path) -> None:
     assert daemon["prompt_tokens"] > 1500  # the keystroke test runs on a long context
     assert daemon["warm_reused_share"] > 0.99
     assert daemon["ttft_warm_ms"] < daemon["ttft_cold_ms"]
+    # warmed while the cursor rested: the first key there reads only itself, like any keystroke
+    assert daemon["after_rest_reused_share"] > 0.99 and daemon["ttft_after_rest_ms"] < daemon["ttft_cold_ms"]
     assert run["decode_vs_raw"] == round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3)
     assert 0 < run["bytes"]["active"] < run["bytes"]["weights"] <= run["model_bytes"]
     assert daemon["context_limit"] == 8192 and daemon["rss_anon_bytes"] > 0

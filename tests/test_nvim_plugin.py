@@ -197,3 +197,25 @@ def test_closing_the_explanation_cancels_it_in_the_daemon(
         for call in busy:
             other.run(other.client.cancel(call))
         other.close()
+
+
+def test_a_resting_cursor_warms_the_cache(nvim: pynvim.Nvim, tiny_int4: Path, tmp_path: Path, user_home: Path) -> None:
+    start_with_plugin(nvim, tiny_int4, tmp_path, user_home)
+    daemon = DaemonOnAThread(user_home / "run" / "nvim.sock")
+    try:
+        before = daemon.run(daemon.client.call("status"))["finish_reasons"].get("warmed", 0)
+        nvim.input("G$")  # moved, not typed: 500 ms later (warmOnRestMs) the plugin asks for warming
+        status = wait_for(
+            lambda: (lambda s: s if s["finish_reasons"].get("warmed", 0) > before else None)(
+                daemon.run(daemon.client.call("status"))
+            ),
+            what="the cache to be warmed",
+        )
+        assert status["finish_reasons"]["warmed"] > before
+        lsp_status = """
+          local client = vim.lsp.get_clients({ bufnr = 0, name = 'oss_edge' })[1]
+          return client:request_sync('ossEdge/status', nil, 5000, 0).result.warmed
+        """
+        assert nvim.exec_lua(lsp_status) >= 1
+    finally:
+        daemon.close()

@@ -14,6 +14,7 @@ import { Explanation, ExplanationNote } from "./explanation";
 import { findServer, Probe, ServerNotFound } from "./serverCommand";
 import { initializationOptions } from "./settings";
 import { ServerStatus, statusView } from "./status";
+import { warmParams } from "./warm";
 
 const EXPLAIN = "ossEdge.explainSelection";
 let client: LanguageClient | undefined;
@@ -56,6 +57,36 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   );
   const timer = setInterval(() => void refreshStatus(), 2000);
   context.subscriptions.push({ dispose: () => clearInterval(timer) });
+  let lastEditAt = 0;
+  let rest: NodeJS.Timeout | undefined;
+  context.subscriptions.push(
+    vscode.workspace.onDidChangeTextDocument(() => {
+      lastEditAt = Date.now();
+    }),
+    vscode.window.onDidChangeTextEditorSelection((event) => {
+      if (rest) clearTimeout(rest);
+      const delay = vscode.workspace.getConfiguration("ossEdge").get<number>("warmOnRestMs", 500);
+      if (delay <= 0) return;
+      const editor = event.textEditor;
+      rest = setTimeout(() => {
+        const active = editor.selection.active;
+        const params = warmParams(
+          {
+            uri: editor.document.uri.toString(),
+            line: active.line,
+            character: active.character,
+            selections: editor.selections.length,
+            empty: editor.selection.isEmpty,
+          },
+          delay,
+          lastEditAt,
+          Date.now(),
+        );
+        if (params && client?.state === State.Running) void client.sendNotification("ossEdge/warm", params);
+      }, delay);
+    }),
+    { dispose: () => rest && clearTimeout(rest) },
+  );
   await start();
 }
 

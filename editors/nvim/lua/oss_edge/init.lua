@@ -6,9 +6,55 @@ function M.setup(opts)
   return require('oss_edge.config').setup(opts)
 end
 
+--- Cache warming: once the cursor has rested `warmOnRestMs` (no typing in between), ask the server to read the
+--- code around it into the model's cache, so that the first suggestion there comes from the cache.
+local function warm_on_rest(client, bufnr, delay)
+  if delay <= 0 then
+    return
+  end
+  local timer = assert(vim.uv.new_timer())
+  local group = vim.api.nvim_create_augroup('oss_edge_warm_' .. bufnr, { clear = true })
+  local last_tick = vim.b[bufnr].changedtick
+  vim.api.nvim_create_autocmd({ 'CursorMoved', 'CursorMovedI' }, {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      local tick = vim.b[bufnr].changedtick
+      local typed = tick ~= last_tick
+      last_tick = tick
+      timer:stop()
+      if typed then
+        return -- the cursor moved because of typing: that keystroke's own request fills the cache
+      end
+      timer:start(delay, 0, vim.schedule_wrap(function()
+        if client:is_stopped() or vim.api.nvim_get_current_buf() ~= bufnr then
+          return
+        end
+        if vim.b[bufnr].changedtick ~= tick or vim.fn.mode():find('^[vVsS\22]') then
+          return -- typed since, or a selection
+        end
+        client:notify('ossEdge/warm', vim.lsp.util.make_position_params(0, client.offset_encoding))
+      end))
+    end,
+  })
+  vim.api.nvim_create_autocmd({ 'BufUnload', 'LspDetach' }, {
+    group = group,
+    buffer = bufnr,
+    once = true,
+    callback = function()
+      timer:stop()
+      if not timer:is_closing() then
+        timer:close()
+      end
+      pcall(vim.api.nvim_del_augroup_by_id, group)
+    end,
+  })
+end
+
 --- Called when the server attaches to a buffer: turn on the completion UI this Neovim has.
 function M.attach(client, bufnr)
   local options = require('oss_edge.config').options
+  warm_on_rest(client, bufnr, tonumber((options.settings or {}).warmOnRestMs) or 500)
   if options.inline and vim.lsp.inline_completion then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
   elseif vim.lsp.completion then

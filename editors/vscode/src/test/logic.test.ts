@@ -2,6 +2,7 @@ import * as assert from "assert";
 import { Explanation } from "../explanation";
 import { initializationOptions } from "../settings";
 import { statusView } from "../status";
+import { warmParams } from "../warm";
 
 describe("initializationOptions", () => {
   it("passes the server's settings and keeps the extension's own out", () => {
@@ -53,5 +54,23 @@ describe("Explanation", () => {
     explanation.add({ id: "a", channel: "analysis", delta: "hmm", done: false });
     explanation.add({ id: "a", channel: "final", delta: "", done: true, markdown: "" });
     assert.match(explanation.markdown(), /no answer/);
+  });
+});
+
+describe("warmParams", () => {
+  const rest = { uri: "file:///w/a.py", line: 4, character: 8, selections: 1, empty: true };
+
+  it("asks to warm the cache where the cursor rests", () => {
+    assert.deepStrictEqual(warmParams(rest, 500, 1000, 2000), {
+      textDocument: { uri: "file:///w/a.py" },
+      position: { line: 4, character: 8 },
+    });
+  });
+
+  it("sends nothing while typing, for a selection or several cursors, or when turned off", () => {
+    assert.strictEqual(warmParams(rest, 500, 1800, 2000), undefined);
+    assert.strictEqual(warmParams({ ...rest, empty: false }, 500, 0, 2000), undefined);
+    assert.strictEqual(warmParams({ ...rest, selections: 2 }, 500, 0, 2000), undefined);
+    assert.strictEqual(warmParams(rest, 0, 0, 2000), undefined);
   });
 });
