@@ -26,7 +26,7 @@ from edge_runtime.harmony import ChannelParser, DecodeText, RenderedPrompt
 log = logging.getLogger("oss_edge.scheduler")
 
 RECENT = 32  # requests kept for the status figures
-# Kinds a newer request for the same document replaces, and kinds that give way to any waiting completion.
+# Kinds a newer completion for the same document replaces, and kinds that give way to any waiting completion.
 SAME_DOCUMENT = ("complete", "warm")
 BACKGROUND = ("explain", "warm")
 
@@ -100,15 +100,25 @@ class Scheduler:
 
     def submit(self, job: Job) -> None:
         with self.lock:
-            if job.kind in SAME_DOCUMENT and job.document is not None:
-                # a completion replaces the older completion or warming for its document; a warming only the older
-                # warming (the completion the user waits for is never cancelled by a background job)
-                replaced = SAME_DOCUMENT if job.kind == "complete" else ("warm",)
-                for other in self._jobs():
-                    if other.kind in replaced and other.client == job.client and other.document == job.document:
-                        self._cancel_job(other, "superseded")
+            for other in self._jobs():
+                if other.client == job.client and self._replaces(job, other):
+                    self._cancel_job(other, "superseded")
             self._queue(job).append(job)
             self.lock.notify_all()
+
+    @staticmethod
+    def _replaces(newer: Job, older: Job) -> bool:
+        """A completion replaces the older completion or warming for its document. A warming replaces every older
+        warming of its client, whatever the document (the cursor rests in one place at a time), and never a
+        completion, which the user waits for."""
+        if newer.kind == "warm":
+            return older.kind == "warm"
+        return (
+            newer.kind == "complete"
+            and newer.document is not None
+            and older.kind in SAME_DOCUMENT
+            and older.document == newer.document
+        )
 
     def _queue(self, job: Job) -> deque[Job]:
         """Completions go first; explanations and cache warming run when no completion waits."""

@@ -551,14 +551,18 @@ WARM_SOURCE = "".join(f"value_{i} = compute({i}, scale={i % 7}) + offset_{i % 13
 def test_warming_reads_the_prompt_into_the_cache_and_writes_nothing(slow_daemon: Daemon) -> None:
     params = {"prefix": "import os\n\ndef main(argv):\n    ", "suffix": "\n", "path": "warm.py", "max_tokens": 8}
 
-    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+    async def go() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         client = await client_of(slow_daemon)
+        # the cursor rested in another file first: the newer rest replaces that warming, whatever its document
+        elsewhere = await client.start("complete", {"prefix": WARM_SOURCE, "path": "elsewhere.py", "warm": True})
         warmed = await client.call("complete", {**params, "warm": True})
         done = await client.call("complete", params)
+        replaced = await elsewhere.future
         await client.close()
-        return warmed, done
+        return warmed, done, replaced
 
-    warmed, done = run(go)
+    warmed, done, replaced = run(go)
+    assert replaced["finish_reason"] == "superseded"
     assert warmed["finish_reason"] == "warmed"
     assert warmed["generated_tokens"] == 0 and warmed["text"] == ""
     assert done["prompt_tokens"] == warmed["prompt_tokens"]
