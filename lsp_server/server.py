@@ -207,10 +207,7 @@ class OssEdgeServer(LanguageServer):
         if at is None:
             return None
         document, lines, cursor, view = at
-        if self.active_uri != uri:
-            if self.active_uri is not None and self.active_uri in self.suggestions:
-                self.remember(self.active_uri, self.suggestions[self.active_uri].line)
-            self.active_uri = uri
+        self.enter(uri)
         if selected is None:
             remainder = self.type_through(uri, cursor, view.line_before)
             if remainder is not None:
@@ -235,6 +232,14 @@ class OssEdgeServer(LanguageServer):
             self.suggestions[uri] = Suggestion(cursor.line, view.line_before, texts[0])
         self.stats["shown"] += 1
         return Suggested(document, lines, cursor, texts)
+
+    def enter(self, uri: str) -> None:
+        """The user works in `uri` now: the file they left joins the neighbour snippets (the prompt's early part,
+        which changes here and never on a keystroke)."""
+        if self.active_uri != uri:
+            if self.active_uri is not None and self.active_uri in self.suggestions:
+                self.remember(self.active_uri, self.suggestions[self.active_uri].line)
+            self.active_uri = uri
 
     def view_at(self, uri: str, position: types.Position) -> tuple[TextDocument, list[str], Cursor, Window] | None:
         """The document, its lines, the cursor and the code around it that a completion there sees; None where
@@ -273,6 +278,7 @@ class OssEdgeServer(LanguageServer):
         at = self.view_at(uri, position)
         if at is None or not self.link.ready or not self.settings.warm_on_rest_ms:
             return
+        self.enter(uri)  # as the completion there will: the same neighbours, the same prompt
         view = at[3]
         params = self.request_params(uri, view, view.prefix, allows_multiline(self.settings.multiline, view))
         self.stats["warmed"] += 1

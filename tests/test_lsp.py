@@ -507,6 +507,12 @@ async def test_status_request_feeds_status_bars(client: LanguageClient) -> None:
 
 async def test_a_resting_cursor_warms_the_cache_for_its_completion(client: LanguageClient, user_home: Path) -> None:
     await ready(client)
+    # the user worked in another file first: leaving it puts it among the neighbour snippets, which the warming
+    # must already see, or the completion's prompt would differ from the warmed one early on
+    other = "file:///work/geometry.py"
+    shapes = "".join(f"def area_{n}(side):\n    return side * {n}\n\n\n" for n in range(20))
+    open_document(client, other, shapes + "def cube(side):\n    ")
+    assert await inline(client, other, end_of(shapes + "def cube(side):\n    ")) is not None
     text = SOURCE + "\n\ndef diameter(radius):\n    "
     open_document(client, URI, text)
     before = await runtime_status(user_home)
