@@ -57,11 +57,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   );
   const timer = setInterval(() => void refreshStatus(), 2000);
   context.subscriptions.push({ dispose: () => clearInterval(timer) });
-  let lastEditAt = 0;
+  const lastEdits = new Map<string, number>(); // per document: output channels change too, and must not count
   let rest: NodeJS.Timeout | undefined;
   context.subscriptions.push(
-    vscode.workspace.onDidChangeTextDocument(() => {
-      lastEditAt = Date.now();
+    vscode.workspace.onDidChangeTextDocument((event) => {
+      lastEdits.set(event.document.uri.toString(), Date.now());
+    }),
+    vscode.workspace.onDidCloseTextDocument((document) => {
+      lastEdits.delete(document.uri.toString());
     }),
     vscode.window.onDidChangeTextEditorSelection((event) => {
       if (rest) clearTimeout(rest);
@@ -70,16 +73,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       const editor = event.textEditor;
       rest = setTimeout(() => {
         const active = editor.selection.active;
+        const uri = editor.document.uri.toString();
         const params = warmParams(
           {
-            uri: editor.document.uri.toString(),
+            uri,
             line: active.line,
             character: active.character,
             selections: editor.selections.length,
             empty: editor.selection.isEmpty,
           },
           delay,
-          lastEditAt,
+          lastEdits.get(uri) ?? 0,
           Date.now(),
         );
         if (params && client?.state === State.Running) void client.sendNotification("ossEdge/warm", params);
