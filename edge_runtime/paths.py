@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from platformdirs import user_cache_path, user_data_path, user_runtime_path, user_state_path
@@ -47,7 +48,11 @@ def runtime_dir() -> Path:
     if root:
         path = root / "run"
     else:
-        path = user_runtime_path("oss-edge", appauthor=False)
+        with warnings.catch_warnings():
+            # without XDG_RUNTIME_DIR (containers, su) platformdirs falls back to /tmp/runtime-UID with a warning
+            # on every call; the fallback is fine: the folder is made private and its owner checked below
+            warnings.simplefilter("ignore")
+            path = user_runtime_path("oss-edge", appauthor=False)
         if not os.access(_existing_parent(path), os.W_OK):
             path = Path(tempfile.gettempdir()) / f"oss-edge-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -7,6 +7,7 @@ import asyncio
 import statistics
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ def stdev(values):
     squares = [(v - centre) ** 2 for v in values]
     return math.sqrt(sum(squares) / (len(values) - 1))
 '''
+
+
+WARM_TIMEOUT_S = 600  # a cold read of the sample by gpt-oss-20b takes well under a minute on 2 cores
 
 
 def run_demo(model: Path | None, sample: Path | None, language: str, reasoning: str, ready_timeout: float) -> int:
@@ -82,6 +86,7 @@ async def _demo(model_dir: Path, text: str, name: str, language: str, reasoning:
                 shown = repr(suggestion.split("\n")[0][:60]) if suggestion else "(none)"
                 print(f"  {body[-40:]!s:>40} │ {shown}  {timed.seconds * 1000:6.0f} ms", file=out, flush=True)
             session.type(uri, line[len(body) :])
+        await _rest_in_a_new_file(session, model_dir, text, language, out)
         end = len(text.splitlines()) - 1
         print(f"\nexplaining the whole file (reasoning: {reasoning}):\n", file=out)
         explained = await session.explain(
@@ -118,6 +123,40 @@ async def _demo(model_dir: Path, text: str, name: str, language: str, reasoning:
     finally:
         await session.stop()
     return 0
+
+
+async def _rest_in_a_new_file(session: EditorSession, model_dir: Path, text: str, language: str, out: Any) -> None:
+    """Open another file and let the cursor rest in it: the model reads its code in the background (`warm`), so the
+    first suggestion there reads only the key typed after the rest."""
+    before = await _runtime_status(model_dir)
+    if before is None:
+        return
+    warmed_before = before["finish_reasons"].get("warmed", 0)
+    uri = session.open(Path.cwd() / "notes_on_stats.py", text, language)
+    print("\nopening notes_on_stats.py and resting the cursor at its end …", file=out, flush=True)
+    began = time.perf_counter()
+    session.rest(uri)
+    status = before
+    while status["finish_reasons"].get("warmed", 0) <= warmed_before:
+        if time.perf_counter() - began > WARM_TIMEOUT_S:
+            print(f"  the background read did not finish within {WARM_TIMEOUT_S} s; skipped", file=out)
+            return
+        await asyncio.sleep(0.1)
+        status = await _runtime_status(model_dir) or status
+    rested = time.perf_counter() - began
+    session.type(uri, "\n\ndef median(values):\n    ")
+    timed = await session.inline(uri)
+    after = await _runtime_status(model_dir) or status
+    prompt = after["cache"]["prompt_tokens"] - status["cache"]["prompt_tokens"]
+    cached = after["cache"]["cached_tokens"] - status["cache"]["cached_tokens"]
+    suggestion = first_text(timed.result)
+    shown = repr(suggestion.split("\n")[0][:60]) if suggestion else "(none)"
+    print(
+        f"  the model read the file in the background in {rested:.1f} s; then the first suggestion there: "
+        f"{shown}  {timed.seconds * 1000:.0f} ms ({cached} of its {prompt} prompt tokens from the cache)",
+        file=out,
+        flush=True,
+    )
 
 
 async def _runtime_status(model_dir: Path) -> dict[str, Any] | None:

@@ -107,6 +107,14 @@ class EditorSession:
         )
         return Timed(time.perf_counter() - began, result)
 
+    def rest(self, uri: str) -> None:
+        """The cursor rests at the end of the document: what an editor sends after `warmOnRestMs` without typing."""
+        position = end_of(self.texts[uri])
+        self.client.protocol.notify(
+            "ossEdge/warm",
+            {"textDocument": {"uri": uri}, "position": {"line": position.line, "character": position.character}},
+        )
+
     async def wait_ready(self, uri: str, timeout: float) -> float:
         """Seconds until the first suggestion arrives (the model loads in the meantime)."""
         began = time.perf_counter()

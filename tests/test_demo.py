@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.conftest import oss_edge
@@ -17,6 +18,10 @@ def test_demo_types_a_file_explains_it_and_prints_timings(tiny_int4: Path) -> No
         assert len(suggestion_lines) == 8  # one per non-empty line of the sample
         assert all(line.rstrip().endswith("ms") for line in suggestion_lines)
         assert "prompt tokens served from the KV cache" in out and "[progress] model ready" in out
+        # the cursor rested in a second file: its first suggestion read only what was typed after the rest
+        rested = next(line for line in out.splitlines() if "the model read the file in the background" in line)
+        cached, prompt = (int(n) for n in re.search(r"\((\d+) of its (\d+) prompt tokens", rested).groups())
+        assert prompt - 20 < cached < prompt
     finally:
         oss_edge("stop", "--model", str(tiny_int4))
 
