@@ -25,7 +25,9 @@ def register(subparsers: Any) -> None:
         "demo",
         help="type a sample file through the language server and print suggestions, an explanation and timings",
         description="Start `oss-edge lsp` as an editor would, let it start the model, type a sample file line by "
-        "line asking for an inline suggestion at the end of each line, stream one explanation, and print the "
+        "line asking for an inline suggestion at the end of each line, open it again as a second file and rest the "
+        "cursor there (the model reads it in the background; the first suggestion there comes from the cache), "
+        "stream one explanation, and print the "
         "latencies and how much of each prompt came from the KV cache. The model stays loaded afterwards.",
     )
     demo.add_argument("--model", type=Path, help="model folder (default: the one `oss-edge export` made)")
