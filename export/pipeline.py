@@ -285,8 +285,10 @@ def _check_out(out: Path, force: bool, progress: Progress) -> None:
 
 def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     """Export and verify; returns the manifest. Raises ExportError subclasses with user-facing messages."""
-    if request.quality != AUTO:
-        build_options(request).check()
+    # `auto` is resolved once the checkpoint is read; anything else is checked before a byte is downloaded
+    options = None if request.quality == AUTO else build_options(request)
+    if options is not None:
+        options.check()
     if request.out is not None:
         _check_out(request.out.expanduser().resolve(), request.force, progress)
     elif request.quality == AUTO and not request.force:
@@ -305,8 +307,8 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
         quality, why = choose_quality(checkpoint, psutil.virtual_memory().total, request.provider)
         progress.stage(f"quality: {quality} ({why}; --quality chooses another)")
         request = replace(request, quality=quality, quality_reason=f"auto: {why}")
-    options = build_options(request)
-    options.check()
+        options = build_options(request)
+    assert options is not None
     if request.out is None:
         variant = request.quality or request.precision
         request = replace(request, out=default_out(request.source, variant, request.provider, request.experts))

@@ -128,25 +128,30 @@ async def _demo(model_dir: Path, text: str, name: str, language: str, reasoning:
 async def _rest_in_a_new_file(session: EditorSession, model_dir: Path, text: str, language: str, out: Any) -> None:
     """Open another file and let the cursor rest in it: the model reads its code in the background (`warm`), so the
     first suggestion there reads only the key typed after the rest."""
-    before = await _runtime_status(model_dir)
-    if before is None:
+    try:  # one connection to watch the daemon for the whole step
+        runtime = await connect(default_socket(model_dir), client="oss-edge demo")
+    except Exception:
         return
-    warmed_before = before["finish_reasons"].get("warmed", 0)
-    uri = session.open(Path.cwd() / "notes_on_stats.py", text, language)
-    print("\nopening notes_on_stats.py and resting the cursor at its end …", file=out, flush=True)
-    began = time.perf_counter()
-    session.rest(uri)
-    status = before
-    while status["finish_reasons"].get("warmed", 0) <= warmed_before:
-        if time.perf_counter() - began > WARM_TIMEOUT_S:
-            print(f"  the background read did not finish within {WARM_TIMEOUT_S} s; skipped", file=out)
-            return
-        await asyncio.sleep(0.1)
-        status = await _runtime_status(model_dir) or status
-    rested = time.perf_counter() - began
-    session.type(uri, "\n\ndef median(values):\n    ")
-    timed = await session.inline(uri)
-    after = await _runtime_status(model_dir) or status
+    try:
+        before: dict[str, Any] = await runtime.call("status", timeout=10)
+        warmed_before = before["finish_reasons"].get("warmed", 0)
+        uri = session.open(Path.cwd() / "notes_on_stats.py", text, language)
+        print("\nopening notes_on_stats.py and resting the cursor at its end …", file=out, flush=True)
+        began = time.perf_counter()
+        session.rest(uri)
+        status = before
+        while status["finish_reasons"].get("warmed", 0) <= warmed_before:
+            if time.perf_counter() - began > WARM_TIMEOUT_S:
+                print(f"  the background read did not finish within {WARM_TIMEOUT_S} s; skipped", file=out)
+                return
+            await asyncio.sleep(0.1)
+            status = await runtime.call("status", timeout=10)
+        rested = time.perf_counter() - began
+        session.type(uri, "\n\ndef median(values):\n    ")
+        timed = await session.inline(uri)
+        after: dict[str, Any] = await runtime.call("status", timeout=10)
+    finally:
+        await runtime.close()
     prompt = after["cache"]["prompt_tokens"] - status["cache"]["prompt_tokens"]
     cached = after["cache"]["cached_tokens"] - status["cache"]["cached_tokens"]
     suggestion = first_text(timed.result)

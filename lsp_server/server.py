@@ -275,8 +275,10 @@ class OssEdgeServer(LanguageServer):
     async def warm(self, uri: str, position: types.Position) -> None:
         """Read the prompt a completion at `position` would have into the daemon's cache, in the background, so
         that the first suggestion there starts from the cache. Only once the model is loaded; never waits."""
+        if not self.settings.warm_on_rest_ms or not self.link.ready:
+            return
         at = self.view_at(uri, position)
-        if at is None or not self.link.ready or not self.settings.warm_on_rest_ms:
+        if at is None:
             return
         self.enter(uri)  # as the completion there will: the same neighbours, the same prompt
         view = at[3]

@@ -76,7 +76,10 @@ def oss_edge(
     )
 
 
-SLICE1_INT4 = "stream-slice1-int4-streaming"  # the streaming test's own export of slice:1, shared
+# slice:1 at int4: the streaming test exports it as f"{SLICE1_INT4}-streaming" (and "-in-memory"); the slow-daemon
+# tests serve that same streaming folder
+SLICE1_INT4 = "stream-slice1-int4"
+SLICE1_OPTIONS = ("--quality", "fast")
 
 
 def _export(cache: Path, source: Path, name: str, *options: str) -> Path:
@@ -97,7 +100,7 @@ def slice1_int4(model_cache: Path) -> Path:
     """Every width of gpt-oss-20b, one layer: ~90 tokens/s here, the pace of the real model on a laptop. Tests that
     need a generation to still be running when something happens use it: the tiny model writes 4000 tokens in <1 s."""
     source = _checkpoint(model_cache, "slice:1", "mxfp4")
-    return _export(model_cache, source, SLICE1_INT4, "--quality", "fast")
+    return _export(model_cache, source, f"{SLICE1_INT4}-streaming", *SLICE1_OPTIONS)
 
 
 @pytest.fixture(scope="session")

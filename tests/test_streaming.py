@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from export.verify import load_model, open_tokenizer
-from tests.conftest import _checkpoint, oss_edge
+from tests.conftest import SLICE1_INT4, SLICE1_OPTIONS, _checkpoint, oss_edge
 
 MODEL_FILES = ("model.onnx", "model.onnx.data", "genai_config.json", "tokenizer.json", "tokenizer_config.json")
 # slice:1 (every width of gpt-oss-20b, one layer) measured 4.4 GB of peak RSS while converting: the embedding's
@@ -85,7 +85,7 @@ def test_tiny_streaming_export_is_the_builders(model_cache: Path, fmt: str, opti
 
 def test_full_width_slice_streams_to_the_builders_model_within_a_bound(model_cache: Path) -> None:
     source = _checkpoint(model_cache, "slice:1", "mxfp4")
-    streamed, built = _export_both(model_cache, source, "stream-slice1-int4", "--quality", "fast")
+    streamed, built = _export_both(model_cache, source, SLICE1_INT4, *SLICE1_OPTIONS)
     _assert_same_model(streamed, built)
     streamed_peak = json.loads((streamed / "manifest.json").read_text())["conversion"]["convert_peak_rss_bytes"]
     built_peak = json.loads((built / "manifest.json").read_text())["conversion"]["convert_peak_rss_bytes"]
