@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL ?= openai/gpt-oss-20b
 SYNTH_DIR ?= $(HOME)/.cache/oss-edge/synthetic
 
-.PHONY: setup run test lint typecheck pytest editors clean
+.PHONY: setup run test test-fast lint typecheck pytest pytest-fast editors clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,7 @@ ifeq ($(SYNTHETIC),1)
 	  $(BIN)/oss-edge export $(SYNTH_DIR)/tiny --out $(SYNTH_DIR)/tiny-model --force --parity
 	$(BIN)/oss-edge demo --model $(SYNTH_DIR)/tiny-model
 else
-	@$(BIN)/oss-edge export $(MODEL) || { status=$$?; test $$status -eq 5 && exit 0; \
+	@$(BIN)/oss-edge export $(MODEL) || { status=$$?; test $$status -eq $(EXIT_OUTPUT_EXISTS) && exit 0; \
 	  echo ""; \
 	  echo "No model could be exported from $(MODEL). Either pass a local checkpoint folder:"; \
 	  echo "    make run MODEL=/path/to/gpt-oss-20b"; \
@@ -39,17 +39,27 @@ else
 	$(BIN)/oss-edge demo
 endif
 
+# Exit codes by name (edge_runtime/errors.py holds the one table).
+EXIT_OUTPUT_EXISTS = $$($(BIN)/python -c 'from edge_runtime.errors import ExitCode; print(int(ExitCode.OUTPUT_EXISTS))')
+
 test: setup lint typecheck pytest editors
+
+# The inner loop: lint, types, layering and the tests not marked slow (no exports beyond the tiny model).
+test-fast: setup lint typecheck pytest-fast
 
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck:
 	$(BIN)/mypy
 
 pytest:
 	$(BIN)/python -m pytest -q
+
+pytest-fast:
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The VS Code extension: type check, unit tests and a .vsix (VS Code itself cannot run here).
 editors:

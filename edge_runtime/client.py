@@ -172,7 +172,7 @@ def serve_command(model_dir: Path, socket: Path, serve_args: Sequence[str] = ())
     return [
         sys.executable,
         "-m",
-        "edge_runtime.cli",
+        "edge_runtime",
         "serve",
         "--model",
         str(model_dir),

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.engine import DEFAULT_MAX_LENGTH
+from edge_runtime.engine import DEFAULT_MAX_LENGTH, KERNELS, PROVIDERS
 
 
 def register(subparsers: Any) -> None:
@@ -43,10 +43,10 @@ def register(subparsers: Any) -> None:
         default=0,
         help="prompt tokens per forward pass (default 0: sized to about 0.25 s, the longest a cancel waits)",
     )
-    serve.add_argument("--provider", choices=("cpu", "cuda", "dml"), help="override the model folder's provider")
+    serve.add_argument("--provider", choices=PROVIDERS, help="override the model folder's provider")
     serve.add_argument(
         "--kernels",
-        choices=("auto", "fast", "compact"),
+        choices=KERNELS,
         default="auto",
         help="CPU expert kernels: fast (int8 activations; gpt-oss-20b ~16.3 GB resident at 8k context), compact "
         "(fp32 activations, weights' scales memory-mapped; ~14 GB, 8-20%% slower decode, ~3x slower prefill), "
@@ -72,41 +72,6 @@ def register(subparsers: Any) -> None:
     stop.set_defaults(handler=_stop)
 
 
-def register_bench(targets: Any) -> None:
-    from export.cli import QUALITY_NAMES, add_bench_options  # noqa: PLC0415  (argparse only)
-
-    runtime = targets.add_parser(
-        "runtime",
-        help="decode, prefill, time to first token, cancel latency and memory of the daemon",
-        description="Synthesise and export gpt-oss checkpoints of the given shapes (cached), then measure the "
-        "real daemon over its socket and the raw engine in the same run; write runtime.json, runtime.md and "
-        "runtime.png to the report folder.",
-    )
-    runtime.add_argument("--shape", action="append", help="shapes (repeatable; default: tiny, slice:2, slice:4)")
-    add_bench_options(runtime)
-    runtime.add_argument("--context", type=int, default=2048, help="tokens of context for the keystroke test")
-    runtime.add_argument("--decode-tokens", type=int, default=64, help="tokens generated per decode measurement")
-    runtime.add_argument(
-        "--prefill",
-        type=int,
-        action="append",
-        help="prompt lengths for the prefill measurement (repeatable; default: 512 and 2048)",
-    )
-    runtime.add_argument(
-        "--kernels",
-        action="append",
-        choices=("auto", "fast", "compact"),
-        help="the daemon's CPU expert kernels (repeatable: each shape is measured with each; default auto)",
-    )
-    runtime.add_argument(
-        "--quality",
-        action="append",
-        choices=QUALITY_NAMES,
-        help="export presets (repeatable: each shape is exported and measured with each; default fast)",
-    )
-    runtime.set_defaults(handler=_bench_runtime)
-
-
 def _socket_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socket", type=Path, help="Unix socket path (default: derived from the model folder, in the runtime folder)"
@@ -114,7 +79,7 @@ def _socket_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _socket_for(args: argparse.Namespace) -> Path:
-    from edge_runtime.paths import default_socket  # noqa: PLC0415
+    from edge_runtime.paths import default_socket
 
     if args.socket:
         return Path(args.socket)
@@ -124,7 +89,7 @@ def _socket_for(args: argparse.Namespace) -> Path:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from edge_runtime.server import ServeOptions, serve  # noqa: PLC0415
+    from edge_runtime.server import ServeOptions, serve
 
     options = ServeOptions(
         socket=_socket_for(args),
@@ -152,28 +117,10 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 async def _ask(socket: Path, method: str) -> Any:
-    from edge_runtime.client import connect  # noqa: PLC0415
+    from edge_runtime.client import connect
 
     client = await connect(socket, client="oss-edge cli")
     try:
         return await client.call(method, timeout=30)
     finally:
         await client.close()
-
-
-def _bench_runtime(args: argparse.Namespace) -> int:
-    from edge_runtime.bench import markdown, run  # noqa: PLC0415
-
-    report = run(
-        args.shape or ["tiny", "slice:2", "slice:4"],
-        args.report,
-        args.cache,
-        args.context,
-        args.decode_tokens,
-        tuple(args.prefill or (512, 2048)),
-        tuple(args.kernels or ("auto",)),
-        tuple(args.quality or ("fast",)),
-    )
-    print(markdown(report))
-    print(f"report written to {args.report}")
-    return 0

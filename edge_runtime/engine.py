@@ -33,6 +33,16 @@ MIN_CHUNK, MAX_CHUNK = 16, 1024
 PROVIDERS = ("cpu", "cuda", "dml")
 
 
+def weight_bytes(path: Path, graph: str = "model.onnx") -> int:
+    """Bytes of a model folder's graph and its external weight data (what the session loads)."""
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.name.startswith(graph))
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of every file in a model folder (its size on disk)."""
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
+
+
 @dataclass
 class ModelFolder:
     """A model folder made by `oss-edge export` (or any onnxruntime-genai gpt-oss folder), checked before loading."""
@@ -83,7 +93,6 @@ def open_model_folder(path: Path) -> ModelFolder:
                     "the folder is damaged or was changed; export it again"
                 )
     provider = manifest.get("execution_provider", {}).get("target") or _provider_of(decoder)
-    weights = sum(f.stat().st_size for f in path.iterdir() if f.name.startswith(graph.name))
     return ModelFolder(
         path=path,
         name=str(manifest.get("options", {}).get("source") or path.name),
@@ -94,7 +103,7 @@ def open_model_folder(path: Path) -> ModelFolder:
         head_size=int(decoder.get("head_size", 0)),
         vocab_size=int(config["model"].get("vocab_size", 0)),
         context_length=int(config["model"].get("context_length", 0)),
-        weight_bytes=weights,
+        weight_bytes=weight_bytes(path, graph.name),
         manifest=manifest,
     )
 
@@ -107,7 +116,7 @@ def _provider_of(decoder: dict[str, Any]) -> str:
 
 
 def physical_cores() -> int:
-    import psutil  # noqa: PLC0415  (only the daemon needs it)
+    import psutil  # only the daemon needs it
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
@@ -139,25 +148,55 @@ FAST_KERNEL_OVERHEAD = 1.15
 MADV_PAGEOUT = 21
 
 
-def choose_kernels(requested: str, weight_bytes: int, kv_bytes: int, exported_env: dict[str, str] | None = None) -> str:
-    """Choose the CPU expert kernels and set them in onnxruntime's environment (read when a session is built).
+def choose_kernels(
+    requested: str, weight_bytes: int, kv_bytes: int, exported_env: dict[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
+    """The CPU expert kernels, and the environment onnxruntime must build the session under to get them.
 
     fast: the export's int8-activation kernels (QMoE accuracy level 4), which pack each expert block with its
-    scale and block sum: about 1.15x the weights' bytes resident. compact: the fp32-activation kernels, which pack
-    the 4-bit data alone and read the scales from the memory-mapped file: for gpt-oss-20b 4.8 GB less anonymous
-    memory, 8-20% slower decode, ~3x slower prefill. auto: fast when the available memory allows it, else compact.
-    Returns the choice, or where a fixed one came from.
+    scale and block sum (FAST_KERNEL_OVERHEAD times the weights resident). compact: the fp32-activation kernels,
+    which pack the 4-bit data alone and read the scales from the memory-mapped file: less anonymous memory, slower
+    decode and prefill (docs/bench/runtime.md). auto: fast when the available memory allows it, else compact.
+    Returns the choice (or where a fixed one came from) and the environment: the export's own, plus the kernels'.
     """
-    if QMOE_KERNEL_ENV in (exported_env or {}):
-        return "as exported"  # the export fixed the kernels (exact int8 experts next to fp32 weights)
+    env = {key: str(value) for key, value in (exported_env or {}).items() if key.startswith("ORT_")}
+    if QMOE_KERNEL_ENV in env:
+        return "as exported", env  # the export fixed the kernels (exact int8 experts next to fp32 weights)
     if QMOE_KERNEL_ENV in os.environ:
-        return "from the environment"
+        return "from the environment", env
     if requested == "auto":
         needed = FAST_KERNEL_OVERHEAD * weight_bytes + kv_bytes + 1e9
         requested = "fast" if psutil.virtual_memory().available >= needed else "compact"
     if requested == "compact":
-        os.environ[QMOE_KERNEL_ENV] = "fp32"
-    return requested
+        env[QMOE_KERNEL_ENV] = "fp32"
+    return requested, env
+
+
+def load_genai_model(
+    model_dir: Path, *, provider: str = "cpu", threads: int = 0, env: dict[str, str] | None = None
+) -> Any:
+    """An onnxruntime-genai model for a folder: the one place its config, provider, threads and environment are set.
+
+    onnxruntime reads `env` (kernel choices) while it builds the session; it is set for the load and restored after.
+    """
+    import onnxruntime_genai as og
+
+    config = og.Config(str(model_dir))
+    config.clear_providers()
+    if provider != "cpu":
+        config.append_provider(provider)
+    if threads:
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        return og.Model(config)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def release_loaded_pages(model_dir: Path) -> int:
@@ -170,7 +209,7 @@ def release_loaded_pages(model_dir: Path) -> int:
     maps = Path("/proc/self/maps")
     if not maps.exists():
         return 0
-    import ctypes  # noqa: PLC0415
+    import ctypes
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -217,7 +256,7 @@ class Engine:
         self.tokenizer = Tokenizer.from_file(str(folder.path / "tokenizer.json"))
         self.codec = HarmonyCodec(self.tokenizer)
         self.kv_values_per_token = 2 * folder.layers * folder.kv_heads * folder.head_size
-        self.kernels = self._choose_kernels(kernels)
+        self.kernels, self.session_env = self._choose_kernels(kernels)
         self.model, self.provider = self._load()
         self.released_bytes = release_loaded_pages(folder.path)
         self.load_seconds = 0.0  # set by whoever times the load
@@ -227,28 +266,17 @@ class Engine:
         self.prefill_tokens = 0
         self.prefill_seconds = 0.0
 
-    def _choose_kernels(self, requested: str) -> str:
+    def _choose_kernels(self, requested: str) -> tuple[str, dict[str, str]]:
+        exported = self.folder.manifest.get("runtime_env")
         if self.requested_provider != "cpu":
-            return f"{self.requested_provider}'s"
+            return f"{self.requested_provider}'s", choose_kernels("fast", 0, 0, exported)[1]
         kv_bytes = self.kv_values_per_token * 4 * self.max_length  # float32 keys and values on the CPU
-        return choose_kernels(requested, self.folder.weight_bytes, kv_bytes, self.folder.manifest.get("runtime_env"))
+        return choose_kernels(requested, self.folder.weight_bytes, kv_bytes, exported)
 
     def _load(self) -> tuple[Any, str]:
-        import onnxruntime_genai as og  # noqa: PLC0415
-
         def load(provider: str) -> Any:
-            config = og.Config(str(self.folder.path))
-            config.clear_providers()
-            if provider != "cpu":
-                config.append_provider(provider)
-            session = {"intra_op_num_threads": self.threads}
-            config.overlay(json.dumps({"model": {"decoder": {"session_options": session}}}))
-            return og.Model(config)
+            return load_genai_model(self.folder.path, provider=provider, threads=self.threads, env=self.session_env)
 
-        # What the export asked the model to run under (onnxruntime reads it while building the session).
-        for key, value in self.folder.manifest.get("runtime_env", {}).items():
-            if key.startswith("ORT_"):
-                os.environ[key] = str(value)
         provider = self.requested_provider
         try:
             return load(provider), provider
@@ -262,7 +290,7 @@ class Engine:
             raise ModelLoadError(f"onnxruntime-genai cannot load {self.folder.path} on CPU either: {exc}") from exc
 
     def _new_generator(self) -> Any:
-        import onnxruntime_genai as og  # noqa: PLC0415
+        import onnxruntime_genai as og
 
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=self.max_length, do_sample=False)

@@ -14,9 +14,22 @@ from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 
 from edge_runtime.errors import ModelFolderError, PromptTooLong
+from edge_runtime.protocol import REASONING_EFFORTS
 
+# gpt-oss's harmony special tokens, in the order of their ids in its tokenizer (o200k_harmony).
+HARMONY_SPECIAL_TOKENS = (
+    "<|startoftext|>",
+    "<|endoftext|>",
+    "<|return|>",
+    "<|constrain|>",
+    "<|channel|>",
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|call|>",
+)
+# The ones the runtime's prompts and parser use: a checkpoint's and a model folder's tokenizer must keep each whole.
 SPECIAL_TOKENS = ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>", "<|call|>", "<|constrain|>")
-REASONING_EFFORTS = ("low", "medium", "high")
 MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
 KNOWLEDGE_CUTOFF = "2024-06"
 VALID_CHANNELS = "# Valid channels: analysis, commentary, final. Channel must be included for every message."

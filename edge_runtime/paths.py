@@ -77,3 +77,22 @@ def model_key(model_dir: Path) -> str:
 
 def default_socket(model_dir: Path) -> Path:
     return runtime_dir() / f"{model_key(model_dir)}.sock"
+
+
+DEFAULT_MODEL_ID = "openai/gpt-oss-20b"
+# The presets a plain `oss-edge export` can take (its `auto` chooses one), and "int4", earlier versions' name.
+DEFAULT_EXPORT_PRESETS = ("balanced", "fast", "int4")
+
+
+def export_folder(source: str, variant: str, provider: str) -> Path:
+    """The folder `oss-edge export` makes when --out is not given: source name, what was built, provider."""
+    return models_dir() / f"{Path(source.rstrip('/')).name or 'model'}-{variant}-{provider}"
+
+
+def default_model_folder() -> Path | None:
+    """The model folder served when none is configured: the newest default export, else the newest export."""
+    root = models_dir()
+    candidates = [p for p in root.glob("*") if (p / "manifest.json").is_file()] if root.is_dir() else []
+    defaults = {export_folder(DEFAULT_MODEL_ID, preset, "cpu").name for preset in DEFAULT_EXPORT_PRESETS}
+    preferred = [p for p in candidates if p.name in defaults]
+    return max(preferred or candidates, key=lambda p: p.stat().st_mtime, default=None)

@@ -17,6 +17,8 @@ import msgpack
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
+# The `reasoning` parameter of explain (gpt-oss's reasoning efforts), least first.
+REASONING_EFFORTS = ("low", "medium", "high")
 
 
 class FrameError(Exception):

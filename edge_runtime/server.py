@@ -23,6 +23,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from edge_runtime import __version__
 from edge_runtime.engine import DEFAULT_MAX_LENGTH, Engine, ModelFolder, Sampler, open_model_folder
 from edge_runtime.errors import (
@@ -35,7 +37,6 @@ from edge_runtime.errors import (
     UnknownMethod,
 )
 from edge_runtime.harmony import (
-    REASONING_EFFORTS,
     CompletionContext,
     ExplainContext,
     Neighbour,
@@ -47,6 +48,7 @@ from edge_runtime.protocol import (
     MAX_FRAME_BYTES,
     NOTIFICATION,
     PROTOCOL_VERSION,
+    REASONING_EFFORTS,
     REQUEST,
     FrameError,
     FrameReader,
@@ -99,7 +101,7 @@ class DaemonLock:
         self.fd: int | None = None
 
     def acquire(self) -> bool:
-        import fcntl  # noqa: PLC0415  (POSIX only)
+        import fcntl  # noqa: PLC0415  (POSIX only: Windows has no fcntl)
 
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -425,8 +427,6 @@ class Daemon:
         return {"cancelled": self.scheduler.cancel(conn.number, target)}
 
     def status(self, conn: Connection, msgid: int, params: dict[str, Any]) -> dict[str, Any]:
-        import psutil  # noqa: PLC0415
-
         process = psutil.Process()
         return {
             "state": "ready",

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.harmony import SPECIAL_TOKENS
+from edge_runtime.paths import DEFAULT_MODEL_ID
 from export.errors import CheckpointError, SourceUnavailableError
 from export.safetensors_io import TensorInfo, read_header, read_tensor
 
-DEFAULT_HUB_ID = "openai/gpt-oss-20b"
+DEFAULT_HUB_ID = DEFAULT_MODEL_ID
 # What the builder and transformers read; the hub repo also holds the original/ and metal/ copies we skip.
 HUB_PATTERNS = [
     "config.json",
@@ -30,7 +32,6 @@ HUB_PATTERNS = [
     "special_tokens_map.json",
     "chat_template.jinja",
 ]
-REQUIRED_SPECIAL_TOKENS = ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>", "<|call|>")
 EXPERT_SUFFIXES = {
     "mxfp4": ("gate_up_proj_blocks", "gate_up_proj_scales", "down_proj_blocks", "down_proj_scales"),
     "bf16": ("gate_up_proj", "down_proj"),
@@ -68,7 +69,7 @@ class Checkpoint:
 
     def load_torch(self, name: str, rows: int | slice | None = None) -> Any:
         """One tensor (or rows of its first axis) read from the memory-mapped file into a torch tensor."""
-        import torch  # noqa: PLC0415  (export extra only)
+        import torch  # export extra only
 
         info = self.tensors[name]
         array = read_tensor(info)
@@ -102,14 +103,14 @@ def looks_like_hub_id(source: str) -> bool:
 def download(hub_id: str, revision: str | None, cache_dir: Path | None, quiet: bool) -> tuple[Path, str]:
     """Fetch a hub checkpoint (resumable; progress bars from huggingface_hub). Returns folder and commit."""
     try:
-        from huggingface_hub import snapshot_download  # noqa: PLC0415
-        from huggingface_hub.errors import (  # noqa: PLC0415
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import (
             GatedRepoError,
             LocalEntryNotFoundError,
             RepositoryNotFoundError,
             RevisionNotFoundError,
         )
-        from huggingface_hub.utils import disable_progress_bars  # noqa: PLC0415
+        from huggingface_hub.utils import disable_progress_bars
     except ImportError as exc:
         raise SourceUnavailableError("downloading needs the export extra: pip install 'oss-edge[export]'") from exc
     offline_hint = (
@@ -146,7 +147,7 @@ def _check_tokenizer(folder: Path) -> None:
     if not isinstance(data, dict) or "model" not in data:
         raise CheckpointError(f"{tokenizer_json} is not a tokenizers-format tokenizer")
     specials = {t.get("content") for t in data.get("added_tokens", [])}
-    missing = [t for t in REQUIRED_SPECIAL_TOKENS if t not in specials]
+    missing = [t for t in SPECIAL_TOKENS if t not in specials]
     if missing:
         raise CheckpointError(
             f"{tokenizer_json} lacks the harmony special tokens {', '.join(missing)}: it is not a gpt-oss tokenizer"

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.engine import PROVIDERS
 from edge_runtime.paths import models_dir
 from export.checkpoint import DEFAULT_HUB_ID
 from export.errors import OptionError, VerificationError
-
-QUALITY_NAMES = ("fast", "balanced", "accurate", "exact")  # export.model_builder.QUALITIES, without importing it
+from export.presets import AUTO, EXPERT_ENCODINGS, PRECISIONS, QUALITIES
 
 
 def register(subparsers: Any) -> None:
@@ -61,14 +61,14 @@ def register(subparsers: Any) -> None:
     )
     export.add_argument(
         "--precision",
-        choices=("int4", "int8", "fp32"),
+        choices=PRECISIONS,
         default=None,
         help="weights other than the experts, instead of --quality: int4, int8 or fp32 (int4 when only --experts "
         "is given)",
     )
     export.add_argument(
         "--quality",
-        choices=("auto", *QUALITY_NAMES),
+        choices=(AUTO, *QUALITIES),
         help="a preset instead of --precision/--experts: fast = int4 everywhere (smallest); balanced = int4 "
         "experts, int8 everywhere else (the embedding too: 3-6x less logit error at the same speed, 7%% larger); "
         "auto (the default) = balanced where this machine's memory holds its daemon beside the system and an "
@@ -79,7 +79,7 @@ def register(subparsers: Any) -> None:
     )
     export.add_argument(
         "--experts",
-        choices=("int4", "int4-fitted", "int8"),
+        choices=EXPERT_ENCODINGS,
         help="expert weights: int4 (the default at --precision int4: smallest, fastest; the model builder's "
         "blocks of 32, scaled by each block's largest value), int4-fitted (the same size, each block scaled for the "
         "least squared error on its MXFP4 values: 15%% less weight error, no measurable change in the logits on "
@@ -87,7 +87,7 @@ def register(subparsers: Any) -> None:
         "they stay dense unless int8 is asked for",
     )
     export.add_argument(
-        "--provider", choices=("cpu", "cuda", "dml"), default="cpu", help="execution provider the model is built for"
+        "--provider", choices=PROVIDERS, default="cpu", help="execution provider the model is built for"
     )
     export.add_argument("--revision", help="hub revision (branch, tag or commit) to download")
     export.add_argument("--download-dir", type=Path, help="hub cache folder for the download")
@@ -131,179 +131,9 @@ def register(subparsers: Any) -> None:
     verify.set_defaults(handler=_verify)
 
 
-def register_bench(subparsers: Any) -> Any:
-    bench = subparsers.add_parser(
-        "bench", help="benchmarks (not tests): write JSON, a markdown table and charts to a report folder"
-    )
-    targets = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
-    export = targets.add_parser(
-        "export",
-        help="wall time and memory over time of exports of synthetic checkpoints",
-        description="Export synthetic gpt-oss checkpoints of the given shapes, each in its own process, sampling "
-        "its memory; write export.json, export.md and export_memory.png to the report folder.",
-    )
-    export.add_argument("--shape", action="append", help="shapes to export (repeatable; default: tiny and slice:2)")
-    export.add_argument("--precision", choices=("int4", "int8", "fp32"), default="int4")
-    _compare_builder_option(export)
-    add_bench_options(export)
-    export.set_defaults(handler=_bench_export)
-
-    quality = targets.add_parser(
-        "quality",
-        help="fidelity, size and speed of each export preset on synthetic full-width slices",
-        description="Export each preset with --parity (fidelity against transformers fp32), measure its size and "
-        "the raw decode/prefill speed; write quality.json, quality.md and quality.png to the report folder. With "
-        "--llama-cpp and --llama-cpp-python, also llama.cpp's MXFP4_MOE recipe against the same reference.",
-    )
-    quality.add_argument("--shape", action="append", help="shapes (repeatable; default: slice:2 and slice:4)")
-    quality.add_argument(
-        "--variant",
-        action="append",
-        help="presets to measure (repeatable; default: fast, 'fast (int4-fitted)', balanced, accurate, exact)",
-    )
-    quality.add_argument(
-        "--llama-cpp", type=Path, metavar="TREE", help="a llama.cpp source tree (convert_hf_to_gguf.py, gguf-py)"
-    )
-    quality.add_argument(
-        "--llama-cpp-python", metavar="PYTHON", help="a Python interpreter with llama-cpp-python installed"
-    )
-    add_bench_options(quality)
-    quality.set_defaults(handler=_bench_quality)
-
-    every = targets.add_parser(
-        "all",
-        help="export, runtime and LSP benchmarks into one report folder (report.json, report.md, charts)",
-        description="Run the export, runtime and LSP benchmarks in turn and write one report: report.json (every "
-        "figure and the machine), report.md (the tables) and the PNG charts, beside each part's own files.",
-    )
-    every.add_argument(
-        "--shape",
-        action="append",
-        help="shapes for the runtime and LSP benchmarks (repeatable; default: tiny, slice:2, slice:4)",
-    )
-    every.add_argument(
-        "--export-shape", action="append", help="shapes for the export benchmark (default: tiny and slice:2)"
-    )
-    _compare_builder_option(every)
-    every.add_argument("--context", type=int, default=2048, help="tokens of context for the keystroke test")
-    every.add_argument("--chars", type=int, default=300, help="characters typed in the LSP benchmark (default 300)")
-    add_bench_options(every)
-    every.set_defaults(handler=_bench_all)
-
-    assemble = targets.add_parser(
-        "report",
-        help="write report.json and report.md from the benchmark results already in the report folder",
-        description="Combine export.json, runtime.json and lsp.json in the report folder (each written by its own "
-        "benchmark, possibly on different days) into report.json and report.md.",
-    )
-    add_bench_options(assemble)
-    assemble.set_defaults(handler=_bench_report)
-    return targets
-
-
-def _compare_builder_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--compare-builder",
-        action="append",
-        default=[],
-        metavar="SHAPE",
-        help="also export this shape with --in-memory (the model builder as it stands), for comparison",
-    )
-
-
-def add_bench_options(bench: argparse.ArgumentParser) -> None:
-    """The report folder and model cache that every `oss-edge bench` target takes."""
-    bench.add_argument("--report", type=Path, default=Path("bench-results"), help="report folder")
-    bench.add_argument(
-        "--cache",
-        type=Path,
-        default=Path.home() / ".cache" / "oss-edge" / "bench",
-        help="where the synthetic checkpoints and exports are kept between runs",
-    )
-
-
-def _bench_export(args: argparse.Namespace) -> int:
-    from export.bench import markdown, run  # noqa: PLC0415
-
-    report = run(
-        args.shape or ["tiny", "slice:2"], args.report, args.cache, args.precision, tuple(args.compare_builder)
-    )
-    print(markdown(report))
-    print(f"report written to {args.report}")
-    return 0
-
-
-def _bench_quality(args: argparse.Namespace) -> int:
-    from export import quality_bench  # noqa: PLC0415
-
-    variants = args.variant or list(quality_bench.VARIANTS)
-    unknown = [v for v in variants if v not in quality_bench.VARIANTS]
-    if unknown:
-        raise OptionError(f"unknown variant {unknown[0]!r}: choose from {', '.join(quality_bench.VARIANTS)}")
-    if bool(args.llama_cpp) != bool(args.llama_cpp_python):
-        raise OptionError("--llama-cpp and --llama-cpp-python go together")
-    llama_cpp = (args.llama_cpp, args.llama_cpp_python) if args.llama_cpp else None
-    report = quality_bench.run(args.shape or ["slice:2", "slice:4"], variants, args.report, args.cache, llama_cpp)
-    print(quality_bench.markdown(report))
-    print(f"report written to {args.report}")
-    return 0
-
-
-def _bench_all(args: argparse.Namespace) -> int:
-    from edge_runtime import bench as runtime_bench  # noqa: PLC0415
-    from export import bench as export_bench  # noqa: PLC0415
-    from lsp_server import bench as lsp_bench  # noqa: PLC0415
-
-    shapes = args.shape or ["tiny", "slice:2", "slice:4"]
-    export_bench.run(
-        args.export_shape or ["tiny", "slice:2"], args.report, args.cache, "int4", tuple(args.compare_builder)
-    )
-    runtime_bench.run(shapes, args.report, args.cache, args.context, 64)
-    lsp_bench.run(shapes, args.report, args.cache, lsp_bench.default_source(), args.chars, 10.0, 50)
-    return _bench_report(args)
-
-
-def _bench_report(args: argparse.Namespace) -> int:
-    text = assemble_report(args.report)
-    print(text)
-    print(f"report written to {args.report / 'report.md'} and {args.report / 'report.json'}")
-    return 0
-
-
-def assemble_report(folder: Path) -> str:
-    """report.json (every part's figures and the machine) and report.md (every part's table) from the parts there."""
-    from edge_runtime import bench as runtime_bench  # noqa: PLC0415
-    from export import bench as export_bench  # noqa: PLC0415
-    from export import quality_bench  # noqa: PLC0415
-    from lsp_server import bench as lsp_bench  # noqa: PLC0415
-
-    writers = {
-        "export": export_bench.markdown,
-        "quality": quality_bench.markdown,
-        "runtime": runtime_bench.markdown,
-        "lsp": lsp_bench.markdown,
-    }
-    parts = {}
-    for name in writers:
-        path = folder / f"{name}.json"
-        if path.exists():
-            parts[name] = json.loads(path.read_text())
-    if not parts:
-        raise OptionError(f"{folder} holds no benchmark results (export.json, runtime.json, lsp.json)")
-    machine = next(iter(parts.values()))["machine"]
-    (folder / "report.json").write_text(json.dumps({"machine": machine, **parts}, indent=2) + "\n")
-    sections = ["# oss-edge benchmark report", ""]
-    for name, report in parts.items():
-        lines = writers[name](report).splitlines()
-        sections += [f"## {lines[0]}", *lines[1:], ""]
-    text = "\n".join(sections)
-    (folder / "report.md").write_text(text)
-    return text
-
-
 def _synth(args: argparse.Namespace) -> int:
-    from export.progress import Progress  # noqa: PLC0415
-    from export.synth import generate  # noqa: PLC0415
+    from export.progress import Progress
+    from export.synth import generate
 
     progress = Progress()
     bar = None
@@ -322,8 +152,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from export.pipeline import AUTO, ExportRequest, print_summary, run_export  # noqa: PLC0415
-    from export.progress import Progress  # noqa: PLC0415
+    from export.pipeline import ExportRequest, print_summary, run_export
+    from export.progress import Progress
 
     if args.quality and (args.precision or args.experts):
         raise OptionError("--quality chooses the precision and the experts itself; drop --precision and --experts")
@@ -350,7 +180,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from export.verify import verify_folder  # noqa: PLC0415
+    from export.verify import verify_folder
 
     report = verify_folder(args.model_dir, args.reference, hashes=not args.skip_hashes)
     if args.json:

@@ -1,49 +1,47 @@
-"""Domain errors of the export pipeline; the CLI turns them into one-line messages and an exit code."""
+"""Domain errors of the export pipeline, under oss-edge's one error root; the CLI turns them into one line."""
+
+from edge_runtime.errors import ExitCode, OssEdgeError, UsageError
 
 
-class ExportError(Exception):
-    """Base class: the message is written for the user and says what to do."""
-
-    exit_code = 1
+class ExportError(OssEdgeError):
+    """The message is written for the user and says what to do."""
 
 
 class CheckpointError(ExportError):
     """The source is not a usable gpt-oss checkpoint (wrong model, missing or truncated files, bad tokenizer)."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_CHECKPOINT
 
 
 class SourceUnavailableError(ExportError):
     """The checkpoint cannot be fetched (offline, unknown hub id, no access)."""
 
-    exit_code = 3
+    exit_code = ExitCode.SOURCE_UNAVAILABLE
 
 
-class OptionError(ExportError):
+class OptionError(ExportError, UsageError):
     """An option or combination of options is not supported."""
-
-    exit_code = 4
 
 
 class OutputExistsError(ExportError):
     """The output folder already holds something and --force was not given."""
 
-    exit_code = 5
+    exit_code = ExitCode.OUTPUT_EXISTS
 
 
 class DiskFullError(ExportError):
     """The disk filled up while writing; nothing was left behind."""
 
-    exit_code = 6
+    exit_code = ExitCode.DISK_FULL
 
 
 class OutOfMemoryError(ExportError):
     """The machine has too little memory for the conversion; refused before starting."""
 
-    exit_code = 8
+    exit_code = ExitCode.OUT_OF_MEMORY
 
 
 class VerificationError(ExportError):
     """A model folder failed verification."""
 
-    exit_code = 7
+    exit_code = ExitCode.VERIFICATION_FAILED

@@ -35,7 +35,7 @@ def exact_int8_blocks(weights: Any, block: int = 32) -> tuple[Any, Any]:
     With the int8 block scale 2^(floor(log2 max|w|) - 3), which lies between 2^(e-4) and 2^(e-1) for the block's
     MXFP4 exponent e, every value divides to an integer of at most 96 in magnitude.
     """
-    import torch  # noqa: PLC0415
+    import torch
 
     n, k = weights.shape
     if k % block:
@@ -52,7 +52,7 @@ def exact_int8_blocks(weights: Any, block: int = 32) -> tuple[Any, Any]:
 
 def _candidates() -> tuple[Any, Any]:
     """The candidate scales [C] and the squared error of each grid value under each of them [_BINS, C]."""
-    import torch  # noqa: PLC0415
+    import torch
 
     magnitudes = torch.arange(_STEPS // 2, _STEPS + 1, dtype=torch.float32) / _STEPS
     scales = torch.cat([magnitudes, -magnitudes])
@@ -67,7 +67,7 @@ def fitted_int4_blocks(weights: Any, block: int = 32) -> tuple[Any, Any] | None:
     Returns (packed [N, K/2] uint8, two values a byte, low nibble first; scales [N, K/block] float32, exact in
     fp16), or None when the weights are not MXFP4 values (a bf16 fine-tune), for the builder's own encoding.
     """
-    import torch  # noqa: PLC0415
+    import torch
 
     n, k = weights.shape
     if k % block or block % 2:
@@ -103,7 +103,7 @@ def int8_embedding_blocks(table: Any, block: int = 32, rows_at_once: int = 16384
     signed scale onnxruntime's quantizer uses maps the largest value to -128 and clips an equal opposite one by a
     whole step). Returns (uint8 [V, H], fp32 scales [V, H/block]), computed a slab of rows at a time.
     """
-    import torch  # noqa: PLC0415
+    import torch
 
     vocab, hidden = table.shape
     if hidden % block:

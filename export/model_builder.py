@@ -20,32 +20,10 @@ import onnx
 from export import experts
 from export.checkpoint import Checkpoint
 from export.errors import OptionError
+from export.presets import EXPERT_ENCODINGS
 
 SUPPORTED = {("int4", "cpu"), ("int4", "cuda"), ("int4", "dml"), ("int8", "cpu"), ("fp32", "cpu"), ("fp32", "cuda")}
 QMOE_ACCURACY_LEVEL = 4
-# int4: the builder's 4-bit blocks (scale from each block's largest value; smallest, fastest); int4-fitted: the same
-# with each block's least-squares scale; int8: the MXFP4 experts held exactly (twice the bytes). See export/experts.py.
-EXPERT_ENCODINGS = ("int4", "int4-fitted", "int8")
-
-
-@dataclass(frozen=True)
-class Quality:
-    """A named trade between size and speed on one side and fidelity to the checkpoint on the other."""
-
-    precision: str
-    experts: str | None
-
-
-QUALITIES = {
-    # int4 everywhere: smallest and fastest
-    "fast": Quality("int4", None),
-    # int4 experts, int8 everywhere else: the experts are most of the bytes, the int8 rest removes most of the error
-    "balanced": Quality("int8", "int4"),
-    # the MXFP4 experts held exactly, int8 elsewhere: llama.cpp's MXFP4_MOE recipe (MXFP4 experts, Q8_0 elsewhere)
-    "accurate": Quality("int8", "int8"),
-    # exact experts, every other weight unquantized: equal to the checkpoint
-    "exact": Quality("fp32", "int8"),
-}
 
 
 @dataclass(frozen=True)
@@ -98,7 +76,7 @@ class BuildProgress:
 
 
 def _builder_modules() -> tuple[Any, Any]:
-    import onnxruntime_genai.models.builder as builder  # noqa: PLC0415  (imports torch: only when exporting)
+    import onnxruntime_genai.models.builder as builder  # imports torch: only when exporting
 
     base = sys.modules[builder.GPTOSSModel.__mro__[1].__module__]
     return builder, base
@@ -172,7 +150,7 @@ def _model_class(
 
 
 def _streaming_class(base_class: type, checkpoint: Checkpoint, spill_dir: Path, progress: BuildProgress) -> type:
-    from export import streaming  # noqa: PLC0415
+    from export import streaming
 
     dense_experts = (".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")
 
@@ -197,7 +175,7 @@ def _streaming_class(base_class: type, checkpoint: Checkpoint, spill_dir: Path, 
             if not decode:
                 return super().load_mxfp4_experts(layer_id, decode=decode)
             if checkpoint.format == "mxfp4":
-                from onnxruntime_genai.models.loaders.gptoss import GptOssMXFP4Loader  # noqa: PLC0415
+                from onnxruntime_genai.models.loaders.gptoss import GptOssMXFP4Loader
 
                 make = streaming.mxfp4_expert_maker(GptOssMXFP4Loader, checkpoint, layer_id)
             else:
@@ -303,7 +281,7 @@ def run_builder(
 
 
 def uses_streaming(options: BuildOptions) -> bool:
-    from export.streaming import supports  # noqa: PLC0415
+    from export.streaming import supports
 
     return supports(options.precision, options.provider)
 

@@ -27,9 +27,11 @@ from typing import Any
 
 import psutil
 
+from edge_runtime.paths import DEFAULT_EXPORT_PRESETS, export_folder
 from export.checkpoint import Checkpoint, file_digest, resolve_source
 from export.errors import DiskFullError, ExportError, OutOfMemoryError, OutputExistsError
-from export.model_builder import QUALITIES, BuildOptions, BuildProgress, run_builder, uses_streaming
+from export.model_builder import BuildOptions, BuildProgress, run_builder, uses_streaming
+from export.presets import AUTO, QUALITIES
 from export.progress import Progress
 from export.verify import parity_label, run_checks_in_child, runtime_env
 
@@ -69,7 +71,6 @@ class ExportRequest:
     quality_reason: str | None = None  # why `auto` took the preset it took
 
 
-AUTO = "auto"
 # Room the machine keeps beside the daemon for the system, the editor and the rest of the user's work.
 ROOM_BESIDE_THE_MODEL = 4 * 2**30
 # The daemon's KV cache (an 8k context: 0.8 GB at 20b) and runtime beside the weights.
@@ -77,13 +78,10 @@ RUNTIME_BYTES = 1.0e9
 
 
 def default_out(source: str, variant: str, provider: str, experts: str | None = None) -> Path:
-    """The folder `oss-edge export` makes when --out is not given: source name, what was built, provider."""
-    from edge_runtime.paths import models_dir  # noqa: PLC0415
-
-    name = Path(source.rstrip("/")).name or "model"
+    """The folder `oss-edge export` makes when --out is not given."""
     if experts and experts != variant and variant not in QUALITIES:
         variant = f"{variant}-{experts.replace('-', '')}experts"
-    return models_dir() / f"{name}-{variant}-{provider}"
+    return export_folder(source, variant, provider)
 
 
 def choose_quality(checkpoint: Checkpoint, total_memory: int, provider: str = "cpu") -> tuple[str, str]:
@@ -91,7 +89,7 @@ def choose_quality(checkpoint: Checkpoint, total_memory: int, provider: str = "c
     where this machine holds its daemon with the fast kernels beside the system and an editor, else fast.
     gpt-oss-20b: balanced needs ~21 GB (a 24 GiB machine has it), fast on a 16 GiB machine. GPU builds: fast (the
     device's memory is not known here, and balanced was measured on the CPU only). Returns (preset, why)."""
-    from edge_runtime.engine import FAST_KERNEL_OVERHEAD  # noqa: PLC0415
+    from edge_runtime.engine import FAST_KERNEL_OVERHEAD
 
     if provider != "cpu":
         return "fast", f"built for {provider}: the smallest; balanced is measured and chosen for the CPU only"
@@ -174,7 +172,7 @@ class _Interrupts:
 
 
 def _main_thread() -> bool:
-    import threading  # noqa: PLC0415
+    import threading
 
     return threading.current_thread() is threading.main_thread()
 
@@ -294,7 +292,7 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     elif request.quality == AUTO and not request.force:
         # which preset `auto` takes is known only once the checkpoint is read: an earlier default export of this
         # source, whichever preset it took, is reported before anything is downloaded or read
-        for preset in (*QUALITIES, "int4"):  # int4: the default folder of earlier versions
+        for preset in (*QUALITIES, *DEFAULT_EXPORT_PRESETS):
             earlier = default_out(request.source, preset, request.provider)
             if (earlier / "manifest.json").exists():
                 raise OutputExistsError(

@@ -67,7 +67,7 @@ class Spill:
     def external_proto(self, name: str, tensor: Any) -> Any:
         """A put tensor as the TensorProto the quantizer reads: external data in this file, named relative to its
         folder (the quantizer runs there)."""
-        import onnx  # noqa: PLC0415
+        import onnx
 
         offset, length = self.locations[name]
         proto = onnx.TensorProto(name=name, data_type=int(tensor.dtype), dims=list(tensor.shape.numpy()))
@@ -100,7 +100,7 @@ class Spill:
 
     def tensor(self, name: str, dtype: Any, shape: Any, offset: int, length: int) -> Any:
         """A tensor that reads its bytes from the spill each time it is asked, and keeps nothing."""
-        import onnx_ir as ir  # noqa: PLC0415
+        import onnx_ir as ir
 
         path = str(self.path)
 
@@ -122,8 +122,8 @@ def _tensor_bytes(tensor: Any) -> np.ndarray | bytes:
 
 def return_freed_memory() -> None:
     """Hand the heap's free pages back to the system (glibc keeps them after many mid-sized frees)."""
-    import ctypes  # noqa: PLC0415
-    import ctypes.util  # noqa: PLC0415
+    import ctypes
+    import ctypes.util
 
     name = ctypes.util.find_library("c")
     if not name:
@@ -148,8 +148,8 @@ def _working_directory(path: Path) -> Iterator[None]:
 def _external_arrays_mapped() -> Iterator[None]:
     """Let the quantizer's Gather path read an external weight as its MatMul path does (memory-mapped through
     onnx-ir) instead of loading it into the TensorProto and copying it again: the same array, half the memory."""
-    import onnx  # noqa: PLC0415
-    import onnx_ir as ir  # noqa: PLC0415
+    import onnx
+    import onnx_ir as ir
 
     original = onnx.numpy_helper.to_array
 
@@ -189,7 +189,7 @@ class LazyUnits:
             self.release()
 
     def load(self, unit: Any) -> None:
-        import torch  # noqa: PLC0415
+        import torch
 
         prefix = self.names[id(unit)]
         for module_name, module in unit.named_modules(prefix=prefix):
@@ -211,8 +211,8 @@ class LazyUnits:
 
 def meta_model(checkpoint: Checkpoint) -> Any:
     """The transformers module tree of the checkpoint, shapes and dtypes only (no weights)."""
-    import torch  # noqa: PLC0415
-    from transformers import AutoConfig, AutoModelForCausalLM  # noqa: PLC0415
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(str(checkpoint.path))
     with torch.device("meta"):
@@ -316,15 +316,15 @@ class StreamingConversion:
             )
 
     def quantizing(self) -> bool:
-        import onnx_ir as ir  # noqa: PLC0415
+        import onnx_ir as ir
 
         return self.model.onnx_dtype in {ir.DataType.INT4, ir.DataType.UINT4, ir.DataType.INT8, ir.DataType.UINT8}
 
     def quantizer(self) -> Any:
         if self._quantizer is None:
-            import onnx  # noqa: PLC0415
-            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa: PLC0415
-            from onnxruntime.quantization.quant_utils import QuantFormat  # noqa: PLC0415
+            import onnx
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+            from onnxruntime.quantization.quant_utils import QuantFormat
 
             qa = self.model.quant_attrs
             # The very quantizer, with the very options, that the builder's to_nbits() runs over the whole model.
@@ -397,8 +397,8 @@ class StreamingConversion:
         return weight
 
     def _quantize(self, node: Any) -> None:
-        import onnx  # noqa: PLC0415
-        import onnx_ir as ir  # noqa: PLC0415
+        import onnx
+        import onnx_ir as ir
 
         weight = self._quantizable_weight(node)
         if weight is None:
@@ -425,7 +425,7 @@ class StreamingConversion:
 
     def _replace(self, node: Any, made: Any, tensors: list[Any], weight: Any) -> None:
         """Turn the node into the quantized one in place: same position, same output values, new weights."""
-        import onnx_ir as ir  # noqa: PLC0415
+        import onnx_ir as ir
 
         graph = self.model.model.graph
         by_name = {}

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.harmony import HARMONY_SPECIAL_TOKENS
 from export.errors import OptionError
 from export.safetensors_io import TensorPlan, float_to_bf16_bits, iter_rows, write_safetensors
-from export.tokenizer_synth import HARMONY_SPECIAL_TOKENS, write_tokenizer_files
+from export.tokenizer_synth import write_tokenizer_files
 
 FP4_VALUES = np.array(
     [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], dtype=np.float32

@@ -12,17 +12,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-HARMONY_SPECIAL_TOKENS = (
-    "<|startoftext|>",
-    "<|endoftext|>",
-    "<|return|>",
-    "<|constrain|>",
-    "<|channel|>",
-    "<|start|>",
-    "<|end|>",
-    "<|message|>",
-    "<|call|>",
-)
+from edge_runtime.harmony import HARMONY_SPECIAL_TOKENS
 
 # Standard-library modules present in every CPython: real code to learn merges from.
 CORPUS_MODULES = (

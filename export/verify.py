@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edge_runtime.engine import choose_kernels, load_genai_model, weight_bytes
+from edge_runtime.harmony import SPECIAL_TOKENS
 from export.checkpoint import file_digest
 from export.errors import ExportError, VerificationError
 
@@ -26,7 +28,6 @@ HARMONY_SAMPLE = (
     "<|start|>system<|message|>Reasoning: low<|end|><|start|>user<|message|>Explain `x += 1` in Python.<|end|>"
     "<|start|>assistant<|channel|>final<|message|>It adds one to x.<|return|>"
 )
-SPECIAL_TOKENS = ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>")
 PARITY_PROMPTS = (
     "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
     "import os\nfor root, dirs, files in os.walk('.'):\n    for name in files:\n        print(os.path.join(",
@@ -162,20 +163,11 @@ def runtime_env(precision: str, experts: str | None) -> dict[str, str]:
 
 
 def load_model(model_dir: Path, threads: int = 0, provider: str = "cpu", env: dict[str, str] | None = None) -> Any:
-    import onnxruntime_genai as og  # noqa: PLC0415
-
-    os.environ.update(env or {})  # read by onnxruntime when it builds the session
-    config = og.Config(str(model_dir))
-    config.clear_providers()
-    if provider != "cpu":
-        config.append_provider(provider)
-    if threads:
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
-    return og.Model(config)
+    return load_genai_model(model_dir, provider=provider, threads=threads, env=env)
 
 
 def open_tokenizer(model_dir: Path) -> Any:
-    import onnxruntime_genai as og  # noqa: PLC0415
+    import onnxruntime_genai as og
 
     return og.Tokenizer(og.Config(str(model_dir)))
 
@@ -191,7 +183,7 @@ def check_tokenizer(model_dir: Path) -> dict[str, Any]:
         if len(token_ids) != 1:
             raise VerificationError(f"tokenizer splits special token {token} into {token_ids}")
         singles[token] = int(token_ids[0])
-        if token_ids[0] not in ids:
+        if token in HARMONY_SAMPLE and token_ids[0] not in ids:
             raise VerificationError(f"special token {token} is not kept whole in harmony text")
     decoded = tokenizer.decode(np.array(ids, dtype=np.int32))
     if decoded != HARMONY_SAMPLE:
@@ -207,7 +199,7 @@ class Session:
         self.max_length = max_length
 
     def logits_stream(self, prompt: list[int]) -> tuple[Any, np.ndarray]:
-        import onnxruntime_genai as og  # noqa: PLC0415
+        import onnxruntime_genai as og
 
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=self.max_length, do_sample=False)
@@ -251,17 +243,17 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def reference_cache_dir() -> Path:
-    from edge_runtime.paths import cache_dir  # noqa: PLC0415
+    from edge_runtime.paths import cache_dir
 
     return cache_dir() / "reference"
 
 
 def _reference_key(reference: Path, prompts: list[list[int]], vocab: int) -> str:
     """What the reference logits depend on: the checkpoint's files (name, size, mtime), the prompts, the versions."""
-    import hashlib  # noqa: PLC0415
+    import hashlib
 
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
+    import torch
+    import transformers
 
     root = reference.resolve()
     files = sorted(
@@ -302,8 +294,8 @@ def reference_runs(reference: Path, model_dir: Path) -> list[tuple[list[int], np
                 return [(saved[f"tokens{i}"].tolist(), saved[f"logits{i}"]) for i in range(len(prompts))]
         except (OSError, ValueError, KeyError):
             cache.unlink(missing_ok=True)  # damaged: compute again
-    import torch  # noqa: PLC0415
-    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+    import torch
+    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -317,9 +309,9 @@ def reference_runs(reference: Path, model_dir: Path) -> list[tuple[list[int], np
             tokens.append(int(np.argmax(logits[-1])))
         runs.append((tokens, np.stack(logits)))
     del ref_model
-    import gc  # noqa: PLC0415
+    import gc
 
-    from export.streaming import return_freed_memory  # noqa: PLC0415
+    from export.streaming import return_freed_memory
 
     gc.collect()
     return_freed_memory()
@@ -352,10 +344,10 @@ def load_reference(reference: Path) -> Any:
     experts are widened one expert at a time as the forward pass uses them. The logits are those of the fp32 model.
     Other checkpoints load in fp32 as they are.
     """
-    import torch  # noqa: PLC0415
-    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+    import torch
+    from transformers import AutoModelForCausalLM
 
-    from export.checkpoint import open_checkpoint  # noqa: PLC0415
+    from export.checkpoint import open_checkpoint
 
     dtypes = {info.dtype for info in open_checkpoint(reference).tensors.values()}
     if not dtypes <= {"BF16", "U8"}:
@@ -458,11 +450,9 @@ def run_checks(
     """Load the model as the runtime does (when it was built for this machine), run it, compare with reference."""
     kernels = None
     if provider == "cpu":
-        from edge_runtime.engine import choose_kernels  # noqa: PLC0415  (no model imports)
-
-        os.environ.update(env or {})
-        weights = sum(p.stat().st_size for p in Path(model_dir).glob("*.data"))
-        kernels = choose_kernels("auto", weights, 0, env)  # the runtime's choice, for a short context
+        kernels, env = choose_kernels(
+            "auto", weight_bytes(model_dir), 0, env
+        )  # the runtime's choice, for a short context
     runs = None
     if reference is not None and provider == "cpu":
         runs = reference_runs(reference, model_dir)  # before the export takes memory
@@ -483,9 +473,9 @@ def run_checks_in_child(
     The report gains `peak_rss_bytes`, the child's own peak. Its output goes to log. A failure comes back as
     VerificationError (what the check said) or ExportError (the child died).
     """
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
+    import subprocess
+    import sys
+    import tempfile
 
     with tempfile.TemporaryDirectory(prefix="oss-edge-verify-") as tmp:
         request, answer = Path(tmp) / "request.json", Path(tmp) / "report.json"
@@ -525,7 +515,7 @@ def _peak_rss() -> int:
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import resource  # noqa: PLC0415
+    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.protocol import REASONING_EFFORTS
+
 
 def register(subparsers: Any) -> None:
     lsp = subparsers.add_parser(
@@ -33,50 +35,19 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--model", type=Path, help="model folder (default: the one `oss-edge export` made)")
     demo.add_argument("--file", type=Path, help="a source file to type instead of the built-in sample")
     demo.add_argument("--language", default="python", help="its language id (default python)")
-    demo.add_argument("--reasoning", choices=("low", "medium", "high"), default="low")
+    demo.add_argument("--reasoning", choices=REASONING_EFFORTS, default="low")
     demo.add_argument("--ready-timeout", type=float, default=900.0, help="seconds to wait for the model to load")
     demo.set_defaults(handler=_demo)
 
 
-def register_bench(targets: Any) -> None:
-    from export.cli import add_bench_options  # noqa: PLC0415  (argparse only)
-    from lsp_server.bench import default_source  # noqa: PLC0415  (argparse defaults only)
-
-    bench = targets.add_parser(
-        "lsp",
-        help="type a real source file through the language server and compare with the raw runtime",
-        description="Type a source file this project did not write, character by character, through `oss-edge lsp` "
-        "with a client-side debounce and cancellation, as an editor does; replay every suggestion shown straight "
-        "to the daemon; write lsp.json and lsp.md to the report folder.",
-    )
-    bench.add_argument("--shape", action="append", help="synthetic shapes (repeatable; default: tiny and slice:2)")
-    bench.add_argument("--source", type=Path, default=default_source(), help="file to type (default: textwrap.py)")
-    bench.add_argument("--chars", type=int, default=300, help="characters to type (default 300)")
-    bench.add_argument("--rate", type=float, default=10.0, help="characters per second (default 10)")
-    bench.add_argument("--debounce", type=int, default=50, help="client-side debounce in ms (default 50)")
-    add_bench_options(bench)
-    bench.set_defaults(handler=_bench)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from lsp_server.bench import markdown, run  # noqa: PLC0415
-
-    report = run(
-        args.shape or ["tiny", "slice:2"], args.report, args.cache, args.source, args.chars, args.rate, args.debounce
-    )
-    print(markdown(report))
-    print(f"report written to {args.report}")
-    return 0
-
-
 def _demo(args: argparse.Namespace) -> int:
-    from lsp_server.demo import run_demo  # noqa: PLC0415
+    from lsp_server.demo import run_demo
 
     return run_demo(args.model, args.file, args.language, args.reasoning, args.ready_timeout)
 
 
 def _lsp(args: argparse.Namespace) -> int:
-    from lsp_server.server import SERVER  # noqa: PLC0415
+    from lsp_server.server import SERVER
 
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="%(asctime)s %(name)s: %(message)s")
     if args.tcp is not None:

@@ -10,8 +10,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_runtime.protocol import REASONING_EFFORTS
+
 MULTILINE_POLICIES = ("auto", "always", "never")
-REASONING_EFFORTS = ("low", "medium", "high")
 
 
 @dataclass(kw_only=True)

@@ -14,9 +14,10 @@ from typing import Any
 from lsprotocol import types
 
 from edge_runtime.client import connect
+from edge_runtime.errors import ExitCode, NoModel
 from edge_runtime.paths import default_socket
 from lsp_server.config import Settings
-from lsp_server.runtime_link import NoModel, find_model
+from lsp_server.runtime_link import find_model
 from lsp_server.session import EditorSession, first_text
 
 SAMPLE = '''import math
@@ -43,7 +44,7 @@ def run_demo(model: Path | None, sample: Path | None, language: str, reasoning: 
     except NoModel as exc:
         print(f"oss-edge demo: {exc}", file=sys.stderr)
         print("To try the whole pipeline on a synthetic model: make run SYNTHETIC=1", file=sys.stderr)
-        return 2
+        return ExitCode.NO_MODEL
     text = sample.read_text() if sample else SAMPLE
     name = sample.name if sample else "stats.py"
     return asyncio.run(_demo(model_dir, text, name, language, reasoning, ready_timeout))

@@ -16,19 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.client import ChunkHandler, PendingCall, RuntimeClient, connect
-from edge_runtime.errors import DaemonUnavailable, RuntimeFault
-from edge_runtime.paths import default_socket, models_dir
+from edge_runtime.errors import DaemonUnavailable, NoModel, RuntimeFault
+from edge_runtime.paths import default_model_folder, default_socket
 from lsp_server.config import Settings
 
 log = logging.getLogger("oss_edge.lsp.runtime")
 
-# The folders a plain `oss-edge export` makes (the preset `auto` took; int4: earlier versions' name).
-DEFAULT_EXPORTS = ("gpt-oss-20b-balanced-cpu", "gpt-oss-20b-fast-cpu", "gpt-oss-20b-int4-cpu")
 START_TIMEOUT_S = 900.0
-
-
-class NoModel(Exception):
-    """No model folder is configured or exported yet."""
 
 
 def find_model(settings: Settings) -> Path:
@@ -38,15 +32,13 @@ def find_model(settings: Settings) -> Path:
         if not (path / "genai_config.json").is_file():
             raise NoModel(f"ossEdge.modelDir {path} is not a model folder; export one with `oss-edge export`")
         return path
-    root = models_dir()
-    candidates = [p for p in root.glob("*") if (p / "manifest.json").is_file()] if root.is_dir() else []
-    if not candidates:
+    found = default_model_folder()
+    if found is None:
         raise NoModel(
             "oss-edge has no model yet: run `oss-edge export` (downloads and converts gpt-oss-20b), "
             "or set ossEdge.modelDir to an exported model folder"
         )
-    defaults = [p for p in candidates if p.name in DEFAULT_EXPORTS]
-    return max(defaults or candidates, key=lambda p: p.stat().st_mtime)
+    return found
 
 
 Reporter = Callable[[str, str | None, int | None], Awaitable[None]]  # phase ("begin"/"report"/"end"), text, percent

@@ -22,8 +22,11 @@ from pygls.exceptions import JsonRpcInvalidParams, JsonRpcServerNotInitialized
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.workspace import TextDocument
+from pygls.workspace.position_codec import ServerTextPosition
 
 from edge_runtime import __version__
+from edge_runtime.errors import NoModel
+from edge_runtime.protocol import REASONING_EFFORTS
 from lsp_server.cleanup import Surroundings, clean, indent_unit
 from lsp_server.config import Settings, parse_settings
 from lsp_server.context import (
@@ -35,7 +38,7 @@ from lsp_server.context import (
     completion_request,
     window,
 )
-from lsp_server.runtime_link import NoModel, RuntimeLink
+from lsp_server.runtime_link import RuntimeLink
 
 log = logging.getLogger("oss_edge.lsp")
 
@@ -558,8 +561,6 @@ async def shutdown(ls: OssEdgeServer, params: None) -> None:
 
 
 def _server_position(cursor: Cursor) -> Any:
-    from pygls.workspace.position_codec import ServerTextPosition  # noqa: PLC0415
-
     return ServerTextPosition(cursor.line, cursor.column)
 
 
@@ -584,6 +585,6 @@ def _explain_arguments(args: tuple[Any, ...]) -> tuple[str, types.Range, str | N
     except Exception as exc:
         raise JsonRpcInvalidParams.of(ValueError(f"not a range: {values[1]!r}")) from exc
     effort = values[2] if len(values) > 2 else None
-    if effort not in (None, "low", "medium", "high"):
-        raise JsonRpcInvalidParams.of(ValueError("reasoning must be low, medium or high"))
+    if effort is not None and effort not in REASONING_EFFORTS:
+        raise JsonRpcInvalidParams.of(ValueError(f"reasoning must be one of {', '.join(REASONING_EFFORTS)}"))
     return values[0], range_, effort

@@ -58,7 +58,7 @@ class EditorSession:
             if session.on_explanation:
                 session.on_explanation(params if isinstance(params, dict) else params._asdict())
 
-        await self.client.start_io(sys.executable, "-m", "edge_runtime.cli", "lsp")
+        await self.client.start_io(sys.executable, "-m", "lsp_server", "lsp")
         capabilities = types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True))
         await self.client.initialize_async(
             types.InitializeParams(capabilities=capabilities, initialization_options=self.options)

@@ -67,7 +67,7 @@ def oss_edge(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real command line, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "edge_runtime.cli", *args],
+        [sys.executable, "-m", "oss_edge", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -120,7 +120,7 @@ async def keep_engine_busy(client: Any) -> list[Any]:
 
 async def shutdown_daemon_async(socket: Path) -> None:
     """Stop whatever daemon serves `socket`, if any: tests leave no model loaded behind them."""
-    from edge_runtime.client import connect  # noqa: PLC0415
+    from edge_runtime.client import connect
 
     try:
         runtime = await connect(socket)
@@ -131,6 +131,6 @@ async def shutdown_daemon_async(socket: Path) -> None:
 
 
 def shutdown_daemon(socket: Path) -> None:
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     asyncio.run(shutdown_daemon_async(socket))

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_runtime.client import RemoteError, RuntimeClient, connect, serve_command
-from edge_runtime.errors import DaemonUnavailable
+from edge_runtime.errors import DaemonUnavailable, ExitCode
 from edge_runtime.protocol import PROTOCOL_VERSION
 
 T = TypeVar("T")
@@ -527,7 +527,7 @@ def test_a_bad_model_folder_is_refused_at_start(tiny_int4: Path, tmp_path: Path,
         [
             sys.executable,
             "-m",
-            "edge_runtime.cli",
+            "oss_edge",
             "serve",
             "--model",
             str(folder),
@@ -538,7 +538,7 @@ def test_a_bad_model_folder_is_refused_at_start(tiny_int4: Path, tmp_path: Path,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.BAD_MODEL_FOLDER
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("oss-edge: ")
     assert str(folder) in message

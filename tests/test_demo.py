@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from edge_runtime.errors import ExitCode
 from tests.conftest import oss_edge
 
 
@@ -28,16 +29,16 @@ def test_demo_types_a_file_explains_it_and_prints_timings(tiny_int4: Path) -> No
 
 def test_demo_without_a_model_says_what_to_run() -> None:
     result = oss_edge("demo")
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.NO_MODEL
     assert "oss-edge export" in result.stderr and "make run SYNTHETIC=1" in result.stderr
 
 
 def test_without_a_model_setting_the_newest_default_export_is_served(user_home: Path) -> None:
-    import os  # noqa: PLC0415
+    import os
 
-    from edge_runtime.paths import models_dir  # noqa: PLC0415
-    from lsp_server.config import Settings  # noqa: PLC0415
-    from lsp_server.runtime_link import find_model  # noqa: PLC0415
+    from edge_runtime.paths import models_dir
+    from lsp_server.config import Settings
+    from lsp_server.runtime_link import find_model
 
     root = models_dir()
     for age, name in enumerate(("gpt-oss-20b-balanced-cpu", "gpt-oss-20b-fast-cpu", "my-finetune-int8-cpu")):

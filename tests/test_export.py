@@ -12,6 +12,7 @@ import onnx
 import onnxruntime_genai as og
 import pytest
 
+from edge_runtime.errors import ExitCode
 from export.checkpoint import resolve_source
 from export.pipeline import choose_quality
 from export.verify import graph_ops, load_model, open_tokenizer
@@ -188,9 +189,9 @@ def test_verify_detects_a_damaged_file(tiny_int4: Path, tmp_path: Path) -> None:
 
 
 def test_int8_experts_hold_the_mxfp4_weights_exactly(tiny_mxfp4: Path, tiny_int4: Path, tmp_path: Path) -> None:
-    from safetensors.numpy import load_file  # noqa: PLC0415
+    from safetensors.numpy import load_file
 
-    from export.synth import dequantize_mxfp4  # noqa: PLC0415
+    from export.synth import dequantize_mxfp4
 
     out = tmp_path / "int8-experts"
     result = oss_edge(
@@ -274,7 +275,7 @@ def test_quality_and_explicit_precision_do_not_mix(tiny_mxfp4: Path, tmp_path: P
     result = oss_edge(
         "export", str(tiny_mxfp4), "--out", str(tmp_path / "x"), "--quality", "fast", "--precision", "fp32"
     )
-    assert result.returncode == 4 and "--quality chooses" in result.stderr
+    assert result.returncode == ExitCode.USAGE and "--quality chooses" in result.stderr
 
 
 def _stored_int4_experts(folder: Path, layer: int, proj: str) -> np.ndarray:
@@ -288,9 +289,9 @@ def _stored_int4_experts(folder: Path, layer: int, proj: str) -> np.ndarray:
 
 
 def _checkpoint_experts(source: Path, layer: int, proj: str) -> np.ndarray:
-    from safetensors.numpy import load_file  # noqa: PLC0415
+    from safetensors.numpy import load_file
 
-    from export.synth import dequantize_mxfp4  # noqa: PLC0415
+    from export.synth import dequantize_mxfp4
 
     tensors: dict[str, np.ndarray] = {}
     for shard in source.glob("*.safetensors"):
@@ -320,7 +321,7 @@ def test_fitted_int4_experts_are_closer_to_the_checkpoint_than_the_builders(
 
 
 def test_balanced_embedding_is_int8_within_half_a_step(tiny_mxfp4: Path, tmp_path: Path) -> None:
-    from safetensors.numpy import load_file  # noqa: PLC0415
+    from safetensors.numpy import load_file
 
     out = tmp_path / "balanced"
     result = oss_edge("export", str(tiny_mxfp4), "--out", str(out), "--quality", "balanced")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_runtime.errors import ExitCode
 from export.checkpoint import Checkpoint, open_checkpoint
 from export.errors import OutOfMemoryError
 from export.pipeline import check_memory, check_parity_memory, estimate_parity_memory, estimate_peak_memory
@@ -52,19 +53,30 @@ def test_a_folder_that_is_not_gpt_oss(tiny_mxfp4: Path, tmp_path: Path) -> None:
     config = json.loads((source / "config.json").read_text())
     config.update(model_type="llama", architectures=["LlamaForCausalLM"])
     (source / "config.json").write_text(json.dumps(config))
-    _fails(oss_edge("export", str(source), "--out", str(tmp_path / "out")), 2, "not gpt-oss", "llama")
+    _fails(
+        oss_edge("export", str(source), "--out", str(tmp_path / "out")), ExitCode.BAD_CHECKPOINT, "not gpt-oss", "llama"
+    )
     _assert_clean(tmp_path, "out")
 
 
 def test_a_folder_without_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    _fails(oss_edge("export", str(tmp_path / "empty"), "--out", str(tmp_path / "out")), 2, "no config.json")
+    _fails(
+        oss_edge("export", str(tmp_path / "empty"), "--out", str(tmp_path / "out")),
+        ExitCode.BAD_CHECKPOINT,
+        "no config.json",
+    )
 
 
 def test_a_missing_shard(tiny_mxfp4: Path, tmp_path: Path) -> None:
     source = _copy(tiny_mxfp4, tmp_path / "src")
     (source / "model-00000-of-00000.safetensors").unlink()
-    _fails(oss_edge("export", str(source), "--out", str(tmp_path / "out")), 2, "missing", "model-00000-of-00000")
+    _fails(
+        oss_edge("export", str(source), "--out", str(tmp_path / "out")),
+        ExitCode.BAD_CHECKPOINT,
+        "missing",
+        "model-00000-of-00000",
+    )
     _assert_clean(tmp_path, "out")
 
 
@@ -73,7 +85,7 @@ def test_a_truncated_shard(tiny_mxfp4: Path, tmp_path: Path) -> None:
     shard = source / "model-00000-of-00000.safetensors"
     with open(shard, "r+b") as handle:
         handle.truncate(shard.stat().st_size // 2)
-    _fails(oss_edge("export", str(source), "--out", str(tmp_path / "out")), 2, "truncated")
+    _fails(oss_edge("export", str(source), "--out", str(tmp_path / "out")), ExitCode.BAD_CHECKPOINT, "truncated")
     _assert_clean(tmp_path, "out")
 
 
@@ -84,7 +96,12 @@ def test_a_missing_expert_tensor(tiny_mxfp4: Path, tmp_path: Path) -> None:
     config["num_hidden_layers"] = 3  # claims a layer the weights do not have
     (source / "config.json").write_text(json.dumps(config))
     assert "model.layers.2.mlp.experts.gate_up_proj_blocks" not in index["weight_map"]
-    _fails(oss_edge("export", str(source), "--out", str(tmp_path / "out")), 2, "missing", "model.layers.2")
+    _fails(
+        oss_edge("export", str(source), "--out", str(tmp_path / "out")),
+        ExitCode.BAD_CHECKPOINT,
+        "missing",
+        "model.layers.2",
+    )
 
 
 def test_a_tokenizer_without_harmony_tokens(tiny_mxfp4: Path, tmp_path: Path) -> None:
@@ -92,13 +109,18 @@ def test_a_tokenizer_without_harmony_tokens(tiny_mxfp4: Path, tmp_path: Path) ->
     tokenizer = json.loads((source / "tokenizer.json").read_text())
     tokenizer["added_tokens"] = [t for t in tokenizer["added_tokens"] if t["content"] != "<|channel|>"]
     (source / "tokenizer.json").write_text(json.dumps(tokenizer))
-    _fails(oss_edge("export", str(source), "--out", str(tmp_path / "out")), 2, "<|channel|>", "not a gpt-oss tokenizer")
+    _fails(
+        oss_edge("export", str(source), "--out", str(tmp_path / "out")),
+        ExitCode.BAD_CHECKPOINT,
+        "<|channel|>",
+        "not a gpt-oss tokenizer",
+    )
 
 
 def test_an_unreadable_tokenizer(tiny_mxfp4: Path, tmp_path: Path) -> None:
     source = _copy(tiny_mxfp4, tmp_path / "src")
     (source / "tokenizer.json").write_text("{not json")
-    _fails(oss_edge("export", str(source), "--out", str(tmp_path / "out")), 2, "tokenizer")
+    _fails(oss_edge("export", str(source), "--out", str(tmp_path / "out")), ExitCode.BAD_CHECKPOINT, "tokenizer")
 
 
 def test_an_unsupported_precision_and_provider_pair(tiny_mxfp4: Path, tmp_path: Path) -> None:
@@ -109,11 +131,11 @@ def test_an_unsupported_precision_and_provider_pair(tiny_mxfp4: Path, tmp_path: 
         "int4/dml",
     )
     result = oss_edge("export", str(tiny_mxfp4), "--precision", "int3")
-    assert result.returncode == 2 and "invalid choice" in result.stderr
+    assert result.returncode == ExitCode.USAGE and "invalid choice" in result.stderr
 
 
 def test_a_plain_export_names_its_folder_after_the_preset_and_is_not_redone(tiny_mxfp4: Path, user_home: Path) -> None:
-    from edge_runtime.paths import models_dir  # noqa: PLC0415  (under this test's OSS_EDGE_HOME)
+    from edge_runtime.paths import models_dir  # under this test's OSS_EDGE_HOME
 
     first = oss_edge("export", str(tiny_mxfp4))
     assert first.returncode == 0, first.stderr
@@ -130,7 +152,12 @@ def test_a_plain_export_names_its_folder_after_the_preset_and_is_not_redone(tiny
 def test_an_existing_output_is_kept_unless_forced(tiny_mxfp4: Path, tiny_int4: Path, tmp_path: Path) -> None:
     out = _copy(tiny_int4, tmp_path / "out")
     before = (out / "manifest.json").read_text()
-    _fails(oss_edge("export", str(tiny_mxfp4), "--out", str(out)), 5, "already holds a model folder", "--force")
+    _fails(
+        oss_edge("export", str(tiny_mxfp4), "--out", str(out)),
+        ExitCode.OUTPUT_EXISTS,
+        "already holds a model folder",
+        "--force",
+    )
     assert (out / "manifest.json").read_text() == before
     forced = oss_edge("export", str(tiny_mxfp4), "--out", str(out), "--force", "--precision", "fp32")
     assert forced.returncode == 0, forced.stderr
@@ -153,12 +180,16 @@ def test_a_hub_id_while_offline_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_a_path_that_does_not_exist(tmp_path: Path) -> None:
-    _fails(oss_edge("export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")), 2, "does not exist")
+    _fails(
+        oss_edge("export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")),
+        ExitCode.BAD_CHECKPOINT,
+        "does not exist",
+    )
 
 
 def _start_export(source: Path, out: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_runtime.cli", "export", str(source), "--out", str(out)],
+        [sys.executable, "-m", "oss_edge", "export", str(source), "--out", str(out)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -196,7 +227,7 @@ def test_interrupted_export_cleans_up_at_once(tiny_mxfp4: Path, tmp_path: Path, 
     _wait_for_partial(tmp_path, "out", proc)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert "interrupted" in stderr
     _assert_clean(tmp_path, "out")
 
@@ -265,4 +296,8 @@ def test_parity_that_cannot_fit_in_memory_is_refused_before_converting() -> None
 
 def test_an_output_place_that_cannot_be_written(tiny_mxfp4: Path, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
-    _fails(oss_edge("export", str(tiny_mxfp4), "--out", str(tmp_path / "a-file" / "out")), 1, "cannot write to")
+    _fails(
+        oss_edge("export", str(tiny_mxfp4), "--out", str(tmp_path / "a-file" / "out")),
+        ExitCode.FAILED,
+        "cannot write to",
+    )

@@ -24,7 +24,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from edge_runtime.client import connect
 from tests.conftest import keep_engine_busy, shutdown_daemon_async
 
-SERVER = [sys.executable, "-m", "edge_runtime.cli", "lsp"]
+SERVER = [sys.executable, "-m", "oss_edge", "lsp"]
 SOURCE = (
     'import math\n\n\ndef area(radius):\n    """The area of a circle."""\n    return math.pi * radius ** 2\n\n\n'
     "def circumference(radius):\n    "

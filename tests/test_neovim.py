@@ -35,7 +35,7 @@ def test_neovim_completes_a_line_with_multibyte_text_through_its_lsp_client(
     result_file = tmp_path / "result.json"
     env = {
         **os.environ,
-        "OSS_EDGE_TEST_CMD": json.dumps([sys.executable, "-m", "edge_runtime.cli", "lsp"]),
+        "OSS_EDGE_TEST_CMD": json.dumps([sys.executable, "-m", "oss_edge", "lsp"]),
         "OSS_EDGE_TEST_OPTIONS": json.dumps(
             {"modelDir": str(tiny_int4), "runtimeSocket": str(socket), "runtimeIdleExit": 30, "maxTokens": 8}
         ),

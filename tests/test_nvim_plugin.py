@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,7 @@ def test_health_reports_the_command_model_and_daemon(
     start_with_plugin(nvim, tiny_int4, tmp_path, user_home)
     nvim.command("checkhealth oss_edge")
     report = "\n".join(nvim.current.buffer[:])
-    assert "oss-edge 0.1.0" in report
+    assert f"oss-edge {metadata.version('oss-edge')}" in report
     assert f"model folder {tiny_int4}" in report
     assert "the model is loaded (cpu" in report
     assert "ERROR" not in report

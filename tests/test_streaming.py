@@ -54,7 +54,7 @@ def _assert_same_model(streamed: Path, built: Path) -> None:
 
 
 def _last_logits(model_dir: Path, prompt: str) -> np.ndarray:
-    import onnxruntime_genai as og  # noqa: PLC0415
+    import onnxruntime_genai as og
 
     model = load_model(model_dir)
     ids = [int(t) for t in open_tokenizer(model_dir).encode(prompt)]

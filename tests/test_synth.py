@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from edge_runtime.harmony import HARMONY_SPECIAL_TOKENS
 from export.errors import OptionError
 from export.safetensors_io import bf16_bits_to_float, read_header, read_tensor
 from export.synth import dequantize_mxfp4, generate, resolve_shape, tensor_plans
-from export.tokenizer_synth import HARMONY_SPECIAL_TOKENS
 
 
 def _tensors(folder: Path) -> dict:

@@ -1,5 +1,5 @@
 // Where the `oss-edge` command is: a setting, else the workspace's virtual environment, else PATH, else
-// `python3 -m edge_runtime.cli`. Pure logic over an injected probe, so that it can be tested without VS Code.
+// `python3 -m oss_edge`. Pure logic over an injected probe, so that it can be tested without VS Code.
 import * as path from "path";
 
 export interface Probe {
@@ -47,8 +47,8 @@ export function findServer(setting: string, workspaceFolders: string[], probe: P
   }
   for (const python of probe.platform === "win32" ? ["py", "python"] : ["python3", "python"]) {
     const found = probe.which(python);
-    if (found && probe.pythonHasModule(found, "edge_runtime.cli")) {
-      return { command: found, args: ["-m", "edge_runtime.cli", "lsp"], source: "python" };
+    if (found && probe.pythonHasModule(found, "oss_edge")) {
+      return { command: found, args: ["-m", "oss_edge", "lsp"], source: "python" };
     }
   }
   throw new ServerNotFound(

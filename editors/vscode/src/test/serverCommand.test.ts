@@ -37,8 +37,8 @@ describe("findServer", () => {
 
   it("falls back to PATH, then to python -m when the package is importable", () => {
     assert.strictEqual(findServer("", ["/ws"], probe([], { "oss-edge": "/usr/bin/oss-edge" })).source, "path");
-    const python = findServer("", [], probe([], { python3: "/usr/bin/python3" }, ["/usr/bin/python3:edge_runtime.cli"]));
-    assert.deepStrictEqual(python.args, ["-m", "edge_runtime.cli", "lsp"]);
+    const python = findServer("", [], probe([], { python3: "/usr/bin/python3" }, ["/usr/bin/python3:oss_edge"]));
+    assert.deepStrictEqual(python.args, ["-m", "oss_edge", "lsp"]);
   });
 
   it("explains what to install when nothing is found", () => {

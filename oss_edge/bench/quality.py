@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.bench import folder_bytes
-from export.bench import ensure_checkpoint, machine
+from edge_runtime.engine import folder_bytes, physical_cores
 from export.verify import reference_cache_file
+from oss_edge.bench.common import ensure_checkpoint, machine
 
 # label -> export options; "fast (int4-fitted)" is fast with each expert block's least-squares scale, for comparison
 VARIANTS = {
@@ -36,7 +36,7 @@ PROMPT_TOKENS, DECODE_TOKENS = 128, 64
 
 
 def export_variant(checkpoint: Path, out: Path, options: tuple[str, ...], parity: bool = True) -> dict[str, Any]:
-    command = [sys.executable, "-m", "edge_runtime.cli", "export", str(checkpoint), "--out", str(out), "--force"]
+    command = [sys.executable, "-m", "oss_edge", "export", str(checkpoint), "--out", str(out), "--force"]
     command += [*options, *(["--parity"] if parity else [])]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -65,7 +65,7 @@ def raw_speed(model_dir: Path, env: dict[str, str]) -> dict[str, Any]:
         f"""
         import json, sys
         from pathlib import Path
-        from edge_runtime.bench import measure_raw_engine
+        from oss_edge.bench.runtime import measure_raw_engine
         from edge_runtime.engine import physical_cores
         env = json.loads(sys.argv[2])
         figures = measure_raw_engine(Path(sys.argv[1]), {PROMPT_TOKENS}, {DECODE_TOKENS}, physical_cores(), env)
@@ -130,7 +130,7 @@ def llama_cpp_mxfp4_moe(
     checkpoint: Path, work: Path, tree: Path, python: str, reference_runs: Path, threads: int
 ) -> dict[str, Any]:
     """llama.cpp's MXFP4_MOE recipe on the same checkpoint, against the same reference logits."""
-    from export.verify import PARITY_STEPS  # noqa: PLC0415
+    from export.verify import PARITY_STEPS
 
     work.mkdir(parents=True, exist_ok=True)
     bf16, quantized = work / "model-bf16.gguf", work / "model-mxfp4-moe.gguf"
@@ -170,8 +170,6 @@ def run(
     cache: Path,
     llama_cpp: tuple[Path, str] | None = None,
 ) -> dict[str, Any]:
-    from edge_runtime.engine import physical_cores  # noqa: PLC0415
-
     report_dir.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     results = []
@@ -301,10 +299,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415  (bench extra only)
+    import matplotlib  # bench extra only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     figure, (by_size, by_speed) = plt.subplots(1, 2, figsize=(11, 4.5))
     markers = {"slice:2": "o", "slice:4": "s"}

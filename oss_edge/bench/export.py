@@ -7,8 +7,6 @@ process tree) is sampled while it runs, and the kernel's peak RSS for it is read
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -18,8 +16,7 @@ from typing import Any
 
 import psutil
 
-from export.pipeline import tool_versions
-from export.synth import generate
+from oss_edge.bench.common import ensure_checkpoint, machine
 
 SAMPLE_SECONDS = 0.2
 
@@ -36,7 +33,7 @@ def measure_export(checkpoint: Path, out: Path, precision: str, in_memory: bool 
     command = [
         sys.executable,
         "-m",
-        "edge_runtime.cli",
+        "oss_edge",
         "export",
         str(checkpoint),
         "--out",
@@ -76,25 +73,6 @@ def measure_export(checkpoint: Path, out: Path, precision: str, in_memory: bool 
         "memory_samples": [[round(t, 2), rss] for t, rss in samples],
         "command": " ".join(["oss-edge", *command[3:]]),
     }
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "physical_cores": psutil.cpu_count(logical=False),
-        "memory_bytes": psutil.virtual_memory().total,
-        "processor": platform.processor() or platform.machine(),
-        "tools": tool_versions(),
-    }
-
-
-def ensure_checkpoint(shape: str, cache: Path) -> Path:
-    """The synthetic MXFP4 checkpoint of a shape, generated once into the benchmark cache."""
-    checkpoint = cache / f"{shape.replace(':', '')}-mxfp4"
-    if not (checkpoint / "config.json").exists():
-        print(f"generating synthetic {shape} checkpoint in {checkpoint}", file=sys.stderr)
-        generate(checkpoint, shape, "mxfp4", 0)
-    return checkpoint
 
 
 def run(
@@ -161,10 +139,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415  (bench extra only)
+    import matplotlib  # bench extra only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 4.5))
     for r in report["results"]:

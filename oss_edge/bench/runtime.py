@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.client import ChunkHandler, RuntimeClient, connect
-from edge_runtime.engine import QMOE_KERNEL_ENV, open_model_folder, physical_cores
+from edge_runtime.engine import QMOE_KERNEL_ENV, folder_bytes, load_genai_model, open_model_folder, physical_cores
+from oss_edge.bench.common import ensure_model, machine
 
 REPEATS = 5
 
@@ -48,7 +48,7 @@ def measure_read_bandwidth(threads: int, gib: float = 1.0) -> float:
 
 def active_bytes_per_token(model_dir: Path) -> dict[str, int]:
     """Weight bytes one decode step reads: all initializers but gathered tables, and only top-k/E of the experts."""
-    import onnx  # noqa: PLC0415
+    import onnx
 
     graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
     sizes = {}
@@ -99,7 +99,7 @@ TEMPLATE_TOKENS = 350
 async def measure_daemon(
     model_dir: Path, context: int, decode_tokens: int, prefill_lengths: tuple[int, ...] = (), kernels: str = "auto"
 ) -> dict[str, Any]:
-    from tokenizers import Tokenizer  # noqa: PLC0415
+    from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
 
@@ -212,10 +212,6 @@ async def _prefill_figures(client: RuntimeClient, prefixes: dict[int, str]) -> d
     return figures
 
 
-def folder_bytes(model_dir: Path) -> int:
-    return sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
-
-
 def _signal(event: asyncio.Event) -> ChunkHandler:
     def on_chunk(channel: str, text: str) -> None:
         event.set()
@@ -227,20 +223,9 @@ def measure_raw_engine(
     model_dir: Path, prompt_tokens: int, decode_tokens: int, threads: int, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """The onnxruntime-genai loop with nothing around it: one append of the prompt, then generate_next_token."""
-    import onnxruntime_genai as og  # noqa: PLC0415
+    import onnxruntime_genai as og
 
-    config = og.Config(str(model_dir))
-    config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
-    saved = {key: os.environ.get(key) for key in env or {}}
-    os.environ.update(env or {})  # the same kernels as the daemon (onnxruntime reads them building the session)
-    try:
-        model = og.Model(config)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    model = load_genai_model(model_dir, threads=threads, env=env)  # the same kernels as the daemon
     rng = np.random.default_rng(0)
     prompt = rng.integers(100, 1000, prompt_tokens).astype(np.int32)
     prefill, decode = [], []
@@ -267,20 +252,6 @@ def measure_raw_engine(
     }
 
 
-def ensure_model(shape: str, cache: Path, quality: str = "fast") -> Path:
-    """The export of a synthetic shape with a quality preset, made once into the benchmark cache."""
-    from export.bench import ensure_checkpoint  # noqa: PLC0415  (bench needs the export extra)
-
-    out = cache / f"{shape.replace(':', '')}-{'int4' if quality == 'fast' else quality}-onnx"
-    if (out / "manifest.json").exists():
-        return out
-    checkpoint = ensure_checkpoint(shape, cache)
-    print(f"exporting {shape} ({quality}) to {out}", file=sys.stderr)
-    command = [sys.executable, "-m", "edge_runtime.cli", "export", str(checkpoint), "--out", str(out), "--force"]
-    subprocess.run([*command, "--quality", quality], check=True)
-    return out
-
-
 def run(
     shapes: list[str],
     report_dir: Path,
@@ -291,8 +262,6 @@ def run(
     kernels: tuple[str, ...] = ("auto",),
     qualities: tuple[str, ...] = ("fast",),
 ) -> dict[str, Any]:
-    from export.bench import machine  # noqa: PLC0415
-
     report_dir.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     threads = physical_cores()
@@ -470,10 +439,10 @@ def _split(d: dict[str, Any]) -> str:
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """Decode and prefill speed against model depth (full-width shapes), and time to first token per shape."""
-    import matplotlib  # noqa: PLC0415  (bench extra only)
+    import matplotlib  # bench extra only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     results = report["results"]
     first = _variant(results[0]) if results else ("fast", "auto")

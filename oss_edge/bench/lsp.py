@@ -25,11 +25,7 @@ from edge_runtime.client import connect
 from lsp_server.config import Settings
 from lsp_server.context import Cursor, allows_multiline, completion_request, window
 from lsp_server.session import EditorSession, end_of
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+from oss_edge.bench.common import ensure_model, machine, percentile
 
 
 async def replay_typing(
@@ -156,7 +152,7 @@ def _ms(seconds: float) -> float:
 def _rss(pid: int | None) -> int | None:
     if pid is None:
         return None
-    import psutil  # noqa: PLC0415
+    import psutil
 
     try:
         return int(psutil.Process(pid).memory_info().rss)
@@ -171,9 +167,6 @@ def default_source() -> Path:
 def run(
     shapes: list[str], report_dir: Path, cache: Path, source: Path, chars: int, rate: float, debounce_ms: int
 ) -> dict[str, Any]:
-    from edge_runtime.bench import ensure_model  # noqa: PLC0415
-    from export.bench import machine  # noqa: PLC0415
-
     report_dir.mkdir(parents=True, exist_ok=True)
     text = source.read_text()
     results = []
@@ -200,10 +193,10 @@ def run(
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """Latency distribution of the keystroke replay: the suggestions shown, via LSP and from the raw runtime."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     results = [r for r in report["results"] if r.get("lsp_latency_samples_ms")]
     if not results:
