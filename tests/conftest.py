@@ -134,3 +134,16 @@ def shutdown_daemon(socket: Path) -> None:
     import asyncio
 
     asyncio.run(shutdown_daemon_async(socket))
+
+
+# The slow tier: the benchmarks, the streaming byte-identity exports, and every test that needs a real-width model
+# (slice:1) or a real editor. `make test-fast` runs the rest: the whole fast logic of every part.
+SLOW_FILES = {"test_bench.py", "test_streaming.py", "test_neovim.py", "test_nvim_plugin.py"}
+SLOW_FIXTURES = {"slice1_int4"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.name in SLOW_FILES or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
