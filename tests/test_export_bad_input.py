@@ -126,7 +126,7 @@ def test_an_unreadable_tokenizer(tiny_mxfp4: Path, tmp_path: Path) -> None:
 def test_an_unsupported_precision_and_provider_pair(tiny_mxfp4: Path, tmp_path: Path) -> None:
     _fails(
         oss_edge("export", str(tiny_mxfp4), "--out", str(tmp_path / "out"), "--precision", "fp32", "--provider", "dml"),
-        4,
+        ExitCode.USAGE,
         "not supported",
         "int4/dml",
     )
@@ -144,7 +144,7 @@ def test_a_plain_export_names_its_folder_after_the_preset_and_is_not_redone(tiny
     before = (made / "manifest.json").read_text()
     # the second time it stops before reading the checkpoint, whichever preset the first took
     again = oss_edge("export", str(tiny_mxfp4))
-    _fails(again, 5, "already holds a model folder", str(made), "--force")
+    _fails(again, ExitCode.OUTPUT_EXISTS, "already holds a model folder", str(made), "--force")
     assert "checking the checkpoint" not in again.stderr
     assert (made / "manifest.json").read_text() == before
 
@@ -175,7 +175,7 @@ def test_a_hub_id_while_offline_says_what_to_do(tmp_path: Path) -> None:
         str(tmp_path / "hub"),
         env={"HF_HUB_OFFLINE": "1"},
     )
-    _fails(result, 3, "cannot download openai/gpt-oss-20b", "pass its path instead")
+    _fails(result, ExitCode.SOURCE_UNAVAILABLE, "cannot download openai/gpt-oss-20b", "pass its path instead")
     _assert_clean(tmp_path, "out")
 
 
@@ -250,14 +250,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def test_disk_full_midway_leaves_nothing(tiny_mxfp4: Path, small_disk: Path) -> None:
     # Past the up-front space estimate (--skip-disk-check), the 35 MB output cannot fit in 12 MB.
     result = oss_edge("export", str(tiny_mxfp4), "--out", str(small_disk / "out"), "--skip-disk-check")
-    _fails(result, 6, "disk filled up", "nothing was left behind")
+    _fails(result, ExitCode.DISK_FULL, "disk filled up", "nothing was left behind")
     assert list(small_disk.iterdir()) == []
     assert os.statvfs(small_disk).f_bfree * os.statvfs(small_disk).f_frsize > 11_000_000
 
 
 def test_too_little_space_is_refused_before_starting(tiny_120b: Path, small_disk: Path) -> None:
     result = oss_edge("export", str(tiny_120b), "--out", str(small_disk / "out"), "--precision", "fp32")
-    _fails(result, 6, "GB free", "needs about")
+    _fails(result, ExitCode.DISK_FULL, "GB free", "needs about")
     assert list(small_disk.iterdir()) == []
 
 
