@@ -44,6 +44,7 @@ async def replay_typing(
     before = await runtime.call("status")
     sent = cancelled = empty = 0
     shown: list[tuple[float, dict[str, Any]]] = []
+    cancelled_ids: set[str] = set()  # an answer already on its way when the cancel left is dropped, as an editor does
     pending: tuple[str, asyncio.Future[Any], float, dict[str, Any]] | None = None
     started = time.perf_counter()
 
@@ -67,12 +68,14 @@ async def replay_typing(
             time_budget_ms=settings.time_budget_ms,
         )
 
-    async def settle(future: asyncio.Future[Any], began: float, params: dict[str, Any]) -> None:
+    async def settle(future: asyncio.Future[Any], began: float, params: dict[str, Any], msg_id: str) -> None:
         nonlocal empty
         try:
             result = await future
         except Exception:
             return  # cancelled
+        if msg_id in cancelled_ids:
+            return
         if result is None or not result.items:
             empty += 1
         else:
@@ -84,6 +87,7 @@ async def replay_typing(
         await asyncio.sleep(max(0.0, started + index * interval - time.perf_counter()))
         if pending is not None and not pending[1].done():
             session.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=pending[0]))
+            cancelled_ids.add(pending[0])
             cancelled += 1
         session.type(uri, character)
         if debounce_s >= interval and index + 1 < chars:
@@ -105,7 +109,7 @@ async def replay_typing(
         )
         sent += 1
         pending = (msg_id, future, began, params)
-        tasks.append(asyncio.ensure_future(settle(future, began, params)))
+        tasks.append(asyncio.ensure_future(settle(future, began, params, msg_id)))
     await asyncio.gather(*tasks)
     after = await runtime.call("status")
     lsp_pid = session.client._server.pid if session.client._server else None
