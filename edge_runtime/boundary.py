@@ -6,9 +6,11 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
+from edge_runtime import __version__
 from edge_runtime.errors import ExitCode, OssEdgeError
 from edge_runtime.paths import logs_dir
 
@@ -36,3 +38,13 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         log.write_text(traceback.format_exc())
         print(f"oss-edge: internal error: {exc.__class__.__name__}: {exc} (traceback in {log})", file=sys.stderr)
         return ExitCode.INTERNAL
+
+
+def run_verbs(description: str, *registers: Callable[[Any], None], argv: Sequence[str] | None = None) -> int:
+    """An `oss-edge` parser holding the verbs each `register` adds, run through the boundary."""
+    parser = argparse.ArgumentParser(prog="oss-edge", description=description)
+    parser.add_argument("--version", action="version", version=f"oss-edge {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in registers:
+        register(subparsers)
+    return run_command(parser, argv)

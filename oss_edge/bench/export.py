@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from oss_edge.bench.common import ensure_checkpoint, machine
+from oss_edge.bench.common import ensure_checkpoint, machine, oss_edge_command
 
 SAMPLE_SECONDS = 0.2
 
@@ -30,10 +30,7 @@ def _tree_rss(process: psutil.Process) -> int:
 
 
 def measure_export(checkpoint: Path, out: Path, precision: str, in_memory: bool = False) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "oss_edge",
+    command = oss_edge_command(
         "export",
         str(checkpoint),
         "--out",
@@ -42,7 +39,7 @@ def measure_export(checkpoint: Path, out: Path, precision: str, in_memory: bool 
         "--precision",
         precision,
         *(["--in-memory"] if in_memory else []),
-    ]
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

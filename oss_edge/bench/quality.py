@@ -20,7 +20,7 @@ from typing import Any
 
 from edge_runtime.engine import folder_bytes, physical_cores
 from export.verify import reference_cache_file
-from oss_edge.bench.common import ensure_checkpoint, machine
+from oss_edge.bench.common import ensure_checkpoint, machine, oss_edge_command
 
 # label -> export options; "fast (int4-fitted)" is fast with each expert block's least-squares scale, for comparison
 VARIANTS = {
@@ -36,7 +36,7 @@ PROMPT_TOKENS, DECODE_TOKENS = 128, 64
 
 
 def export_variant(checkpoint: Path, out: Path, options: tuple[str, ...], parity: bool = True) -> dict[str, Any]:
-    command = [sys.executable, "-m", "oss_edge", "export", str(checkpoint), "--out", str(out), "--force"]
+    command = oss_edge_command("export", str(checkpoint), "--out", str(out), "--force")
     command += [*options, *(["--parity"] if parity else [])]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
