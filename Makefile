@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?= openai/gpt-oss-20b
-SYNTH_DIR ?= $(HOME)/.cache/oss-edge/synthetic
 
 .PHONY: setup run test test-fast lint typecheck pytest pytest-fast editors clean
 
@@ -20,25 +19,25 @@ $(STAMP): pyproject.toml Makefile
 
 # The main job: a model folder (exported once), then `oss-edge demo`, which drives the language server as an editor
 # would and leaves the model loaded for editors. Offline, or without weights, it says what to do; SYNTHETIC=1 runs
-# the whole product on a synthetic tiny gpt-oss checkpoint instead (random weights, generated locally).
+# the whole product on the stand-in instead: a small model of gpt-oss's architecture trained here on Python's
+# standard library (models/stand-in, committed), exported like gpt-oss-20b into the models folder.
 run: setup
 ifeq ($(SYNTHETIC),1)
-	@echo "SYNTHETIC=1: a synthetic tiny gpt-oss checkpoint (random weights), not the real model"
-	@test -d $(SYNTH_DIR)/tiny || $(BIN)/oss-edge synth $(SYNTH_DIR)/tiny --shape tiny
-	@test -f $(SYNTH_DIR)/tiny-model/manifest.json || \
-	  $(BIN)/oss-edge export $(SYNTH_DIR)/tiny --out $(SYNTH_DIR)/tiny-model --force --parity
-	$(BIN)/oss-edge demo --model $(SYNTH_DIR)/tiny-model
+	@echo "SYNTHETIC=1: the stand-in (models/stand-in), a 10M-parameter model trained on Python's standard library, not gpt-oss"
+	@$(BIN)/oss-edge export models/stand-in --out $(STAND_IN_MODEL) || { status=$$?; test $$status -eq $(EXIT_OUTPUT_EXISTS); }
+	$(BIN)/oss-edge demo --model $(STAND_IN_MODEL)
 else
 	@$(BIN)/oss-edge export $(MODEL) || { status=$$?; test $$status -eq $(EXIT_OUTPUT_EXISTS) && exit 0; \
 	  echo ""; \
 	  echo "No model could be exported from $(MODEL). Either pass a local checkpoint folder:"; \
 	  echo "    make run MODEL=/path/to/gpt-oss-20b"; \
-	  echo "or try the whole product on a synthetic tiny checkpoint (random weights, made here):"; \
+	  echo "or try the whole product on the stand-in (a small model trained here, committed):"; \
 	  echo "    make run SYNTHETIC=1"; \
 	  exit $$status; }
 	$(BIN)/oss-edge demo
 endif
 
+STAND_IN_MODEL = $$($(BIN)/python -c 'from edge_runtime.paths import models_dir; print(models_dir() / "stand-in")')
 # Exit codes by name (edge_runtime/errors.py holds the one table).
 EXIT_OUTPUT_EXISTS = $$($(BIN)/python -c 'from edge_runtime.errors import ExitCode; print(int(ExitCode.OUTPUT_EXISTS))')
 

@@ -48,9 +48,9 @@ def register(subparsers: Any) -> None:
         "--kernels",
         choices=KERNELS,
         default="auto",
-        help="CPU expert kernels: fast (int8 activations; gpt-oss-20b ~16.3 GB resident at 8k context), compact "
-        "(fp32 activations, weights' scales memory-mapped; ~14 GB, 8-20%% slower decode, ~3x slower prefill), "
-        "auto (default: fast when the available memory allows it)",
+        help="CPU expert kernels: fast (int8 activations, the most resident memory), compact (fp32 activations, "
+        "the weights' scales memory-mapped: less memory, slower decode and prefill), auto (default: fast when the "
+        "available memory allows it); docs/bench/runtime.md has the figures",
     )
     serve.add_argument(
         "--idle-exit",

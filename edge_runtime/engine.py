@@ -58,6 +58,9 @@ class ModelFolder:
     context_length: int
     weight_bytes: int
     manifest: dict[str, Any] = field(default_factory=dict)
+    # the model's recommended sampling (genai_config's search options): explanations sample with it
+    temperature: float = 1.0
+    top_p: float = 1.0
 
 
 def open_model_folder(path: Path) -> ModelFolder:
@@ -105,7 +108,20 @@ def open_model_folder(path: Path) -> ModelFolder:
         context_length=int(config["model"].get("context_length", 0)),
         weight_bytes=weight_bytes(path, graph.name),
         manifest=manifest,
+        **_sampling(config.get("search", {})),
     )
+
+
+def _sampling(search: Any) -> dict[str, float]:
+    """temperature and top_p from genai_config's search options, where they are valid."""
+    found: dict[str, float] = {}
+    if not isinstance(search, dict):
+        return found
+    for key, low, high in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)):
+        value = search.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high:
+            found[key] = float(value)
+    return found
 
 
 def _provider_of(decoder: dict[str, Any]) -> str:
@@ -425,7 +441,8 @@ class StopStrings:
         """The part of the text seen so far that is safe to show now."""
         self.pending += text
         window = self.lead + self.pending
-        found = [at for at in (window.find(stop) for stop in self.stops) if at >= 0]
+        # a stop counts only where it takes in some output: one wholly inside the lead was in the prompt already
+        found = [at for stop in self.stops if (at := window.find(stop, max(0, len(self.lead) - len(stop) + 1))) >= 0]
         if found:
             self.hit = True
             out = self.pending[: max(0, min(found) - len(self.lead))]

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import secrets
 import signal
@@ -366,7 +367,17 @@ class Daemon:
         prompt = render_explain_prompt(
             self.engine.codec, ctx, self.engine.max_length - max_tokens - 1, date.today().isoformat()
         )
-        self._submit(conn, msgid, "explain", prompt, max_tokens, params, _strings(params, "stop"), temperature=1.0)
+        self._submit(
+            conn,
+            msgid,
+            "explain",
+            prompt,
+            max_tokens,
+            params,
+            _strings(params, "stop"),
+            temperature=self.folder.temperature,
+            top_p=self.folder.top_p,
+        )
         return _DEFERRED
 
     def _submit(
@@ -380,6 +391,7 @@ class Daemon:
         stops: list[str],
         *,
         temperature: float,
+        top_p: float = 1.0,
         document: str | None = None,
         lead: str = "",
     ) -> None:
@@ -387,8 +399,8 @@ class Daemon:
         ignore_eos = _field(params, "ignore_eos", bool, False)
         sampler = Sampler(
             _field(params, "temperature", float, temperature, minimum=0.0, maximum=2.0),
-            _field(params, "top_p", float, 1.0, minimum=0.0, maximum=1.0),
-            _field(params, "seed", int, None),
+            _field(params, "top_p", float, top_p, minimum=0.0, maximum=1.0),
+            _field(params, "seed", int, None, minimum=0, maximum=2**64 - 1),
         )
         loop = self.loop
         assert loop is not None
@@ -487,6 +499,8 @@ def _field(
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidParams(f"{name} must be of type {kind.__name__}, not {type(value).__name__}")
+    if kind is float and not math.isfinite(value):
+        raise InvalidParams(f"{name} must be a finite number")
     if minimum is not None and value < minimum:
         raise InvalidParams(f"{name} must be at least {minimum}")
     if maximum is not None and value > maximum:

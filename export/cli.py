@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
     synth.add_argument(
         "--shape",
         default="tiny",
-        help="tiny (seconds to build), tiny-120b (the 120b layout at small width), slice:N "
+        help="tiny (seconds to build), tiny-120b (the 120b layout at small width), stand-in (the trained "
+        "stand-in's shape, here with random weights), slice:N "
         "(gpt-oss-20b widths, N layers), or 20b (all 24 layers, ~13.8 GB)",
     )
     synth.add_argument(
@@ -70,7 +71,7 @@ def register(subparsers: Any) -> None:
         "--quality",
         choices=(AUTO, *QUALITIES),
         help="a preset instead of --precision/--experts: fast = int4 everywhere (smallest); balanced = int4 "
-        "experts, int8 everywhere else (the embedding too: 3-6x less logit error at the same speed, 7%% larger); "
+        "experts, int8 everywhere else (the embedding too: less logit error at the same speed, a little larger); "
         "auto (the default) = balanced where this machine's memory holds its daemon beside the system and an "
         "editor (gpt-oss-20b: 24 GiB and more), else fast; accurate = the MXFP4 experts held exactly "
         "in int8, int8 elsewhere (llama.cpp's MXFP4_MOE recipe); exact = exact experts, every other weight "
@@ -82,8 +83,8 @@ def register(subparsers: Any) -> None:
         choices=EXPERT_ENCODINGS,
         help="expert weights: int4 (the default at --precision int4: smallest, fastest; the model builder's "
         "blocks of 32, scaled by each block's largest value), int4-fitted (the same size, each block scaled for the "
-        "least squared error on its MXFP4 values: 15%% less weight error, no measurable change in the logits on "
-        "synthetic checkpoints) or int8 (the MXFP4 experts held exactly, twice their bytes); at --precision fp32 "
+        "least squared error on its MXFP4 values: less weight error, docs/bench/quality.md) or int8 (the MXFP4 "
+        "experts held exactly, twice their bytes); at --precision fp32 "
         "they stay dense unless int8 is asked for",
     )
     export.add_argument(

@@ -29,7 +29,7 @@ import psutil
 
 from edge_runtime.paths import DEFAULT_EXPORT_PRESETS, export_folder
 from export.checkpoint import Checkpoint, file_digest, resolve_source
-from export.errors import DiskFullError, ExportError, OutOfMemoryError, OutputExistsError
+from export.errors import CheckpointError, DiskFullError, ExportError, OutOfMemoryError, OutputExistsError
 from export.model_builder import BuildOptions, BuildProgress, run_builder, uses_streaming
 from export.presets import AUTO, QUALITIES
 from export.progress import Progress
@@ -373,6 +373,7 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
                     layer_bar.close()
             if interrupts.received is not None:
                 raise KeyboardInterrupt  # the builder (or a library under it) swallowed the interruption
+            carry_sampling(checkpoint.path, model_dir)
             build_seconds = time.perf_counter() - started
             convert_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             spill = work_dir / "spill" / "spill.bin"
@@ -418,6 +419,26 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
         raise
     shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+SAMPLING_KEYS = ("temperature", "top_p", "top_k")
+
+
+def carry_sampling(checkpoint_dir: Path, model_dir: Path) -> dict[str, float]:
+    """The checkpoint's recommended sampling (generation_config.json) into the folder's genai_config search
+    options, where the daemon finds it; a checkpoint without it (openai/gpt-oss-20b) keeps the builder's 1.0."""
+    source = checkpoint_dir / "generation_config.json"
+    try:
+        generation = json.loads(source.read_text()) if source.is_file() else {}
+    except ValueError as exc:
+        raise CheckpointError(f"{source} is not valid JSON ({exc})") from exc
+    sampling = {k: generation[k] for k in SAMPLING_KEYS if isinstance(generation.get(k), int | float)}
+    if sampling:
+        path = model_dir / "genai_config.json"
+        config = json.loads(path.read_text())
+        config.setdefault("search", {}).update(sampling)
+        path.write_text(json.dumps(config, indent=4) + "\n")
+    return sampling
 
 
 def _hash(paths: list[Path], root: Path, desc: str, progress: Progress) -> list[dict[str, Any]]:

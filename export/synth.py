@@ -53,12 +53,14 @@ GPT_OSS_20B = Shape("20b", 2880, 2880, 24, 64, 8, 64, 32, 4, 201088, 128, 8192)
 SHAPES: dict[str, Shape] = {
     "tiny": Shape("tiny", 192, 192, 2, 4, 2, 64, 4, 2, None, 64, 2048),
     "tiny-120b": Shape("tiny-120b", 64, 64, 36, 2, 1, 64, 128, 4, None, 64, 2048),
+    # the trained stand-in's shape (`oss-edge train`); here with random weights, for comparison
+    "stand-in": Shape("stand-in", 256, 256, 4, 4, 2, 64, 8, 2, None, 128, 4096),
     "20b": GPT_OSS_20B,
 }
 
 
 def resolve_shape(spec: str) -> Shape:
-    """`tiny`, `tiny-120b`, `20b`, or `slice:N` (the 20b widths with N layers)."""
+    """`tiny`, `tiny-120b`, `stand-in`, `20b`, or `slice:N` (the 20b widths with N layers)."""
     if spec in SHAPES:
         return SHAPES[spec]
     if spec.startswith("slice:"):
@@ -69,7 +71,7 @@ def resolve_shape(spec: str) -> Shape:
         if not 1 <= layers <= 24:
             raise OptionError(f"slice:N needs 1 <= N <= 24, got {spec!r}")
         return replace(GPT_OSS_20B, name=spec, num_hidden_layers=layers)
-    raise OptionError(f"unknown shape {spec!r}: use tiny, tiny-120b, slice:N or 20b")
+    raise OptionError(f"unknown shape {spec!r}: use tiny, tiny-120b, stand-in, slice:N or 20b")
 
 
 def layer_types(n: int) -> list[str]:
@@ -238,6 +240,61 @@ def _shard(plans: list[TensorPlan]) -> list[list[TensorPlan]]:
     return shards
 
 
+def generation_config(token_ids: dict[str, int]) -> dict[str, object]:
+    return {
+        "bos_token_id": token_ids["<|startoftext|>"],
+        "do_sample": True,
+        "eos_token_id": [token_ids["<|return|>"], token_ids["<|endoftext|>"], token_ids["<|call|>"]],
+        "pad_token_id": token_ids["<|endoftext|>"],
+    }
+
+
+def write_checkpoint(
+    folder: Path,
+    config: dict[str, object],
+    token_ids: dict[str, int],
+    plans: list[TensorPlan],
+    progress: Callable[[int, int], None] | None = None,
+    sampling: dict[str, float] | None = None,
+) -> None:
+    """config.json, generation_config.json (with the model's recommended `sampling`, if it has one), the weights in
+    shards and their index, as the official release has."""
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    generation = {**generation_config(token_ids), **(sampling or {})}
+    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    shards = _shard(plans)
+    total = sum(p.nbytes for p in plans)
+    written = 0
+
+    def on_bytes(n: int) -> None:
+        nonlocal written
+        written += n
+        if progress is not None:
+            progress(written, total)
+
+    weight_map: dict[str, str] = {}
+    for index, shard in enumerate(shards):
+        file_name = f"model-{index:05d}-of-{len(shards) - 1:05d}.safetensors"
+        write_safetensors(folder / file_name, shard, on_bytes)
+        weight_map.update({plan.name: file_name for plan in shard})
+    index_doc = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index_doc, indent=2) + "\n")
+
+
+def staged_folder(out: Path) -> Path:
+    """A temporary folder beside `out`, renamed into place when complete (see `publish`)."""
+    out = Path(out)
+    if out.exists():
+        raise OptionError(f"{out} already exists; remove it or choose another folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+
+
+def publish(staging: Path, out: Path) -> None:
+    os.chmod(staging, 0o755)
+    os.replace(staging, out)
+
+
 def generate(
     out: Path,
     shape_spec: str = "tiny",
@@ -250,58 +307,22 @@ def generate(
         raise OptionError(f"unknown format {fmt!r}: use mxfp4 or bf16")
     shape = resolve_shape(shape_spec)
     out = Path(out)
-    if out.exists():
-        raise OptionError(f"{out} already exists; remove it or choose another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging = staged_folder(out)
     try:
         token_ids = write_tokenizer_files(staging, shape.tokenizer_vocab)
         vocab_size = shape.vocab_size or token_ids["vocab_size"]
-        eos, pad = token_ids["<|return|>"], token_ids["<|endoftext|>"]
-        config = make_config(shape, vocab_size, eos, pad, fmt)
-        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        generation = {
-            "bos_token_id": token_ids["<|startoftext|>"],
-            "do_sample": True,
-            "eos_token_id": [token_ids["<|return|>"], token_ids["<|endoftext|>"], token_ids["<|call|>"]],
-            "pad_token_id": pad,
+        config = make_config(shape, vocab_size, token_ids["<|return|>"], token_ids["<|endoftext|>"], fmt)
+        write_checkpoint(staging, config, token_ids, tensor_plans(shape, vocab_size, fmt, seed), progress)
+        about = {
+            "generator": "oss-edge synth",
+            "version": SYNTH_FORMAT_VERSION,
+            "shape": shape_spec,
+            "format": fmt,
+            "seed": seed,
+            "special_tokens": {t: token_ids[t] for t in HARMONY_SPECIAL_TOKENS},
         }
-        (staging / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-
-        plans = tensor_plans(shape, vocab_size, fmt, seed)
-        shards = _shard(plans)
-        total = sum(p.nbytes for p in plans)
-        written = 0
-
-        def on_bytes(n: int) -> None:
-            nonlocal written
-            written += n
-            if progress is not None:
-                progress(written, total)
-
-        weight_map: dict[str, str] = {}
-        for index, shard in enumerate(shards):
-            file_name = f"model-{index:05d}-of-{len(shards) - 1:05d}.safetensors"
-            write_safetensors(staging / file_name, shard, on_bytes)
-            weight_map.update({plan.name: file_name for plan in shard})
-        index_doc = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (staging / "model.safetensors.index.json").write_text(json.dumps(index_doc, indent=2) + "\n")
-        (staging / "synthetic.json").write_text(
-            json.dumps(
-                {
-                    "generator": "oss-edge synth",
-                    "version": SYNTH_FORMAT_VERSION,
-                    "shape": shape_spec,
-                    "format": fmt,
-                    "seed": seed,
-                    "special_tokens": {t: token_ids[t] for t in HARMONY_SPECIAL_TOKENS},
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-        os.chmod(staging, 0o755)
-        os.replace(staging, out)
+        (staging / "synthetic.json").write_text(json.dumps(about, indent=2) + "\n")
+        publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

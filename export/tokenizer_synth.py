@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -73,7 +74,8 @@ def training_corpus() -> list[str]:
     return texts
 
 
-def train_tokenizer(vocab_size: int) -> Tokenizer:
+def train_tokenizer(vocab_size: int, texts: Iterable[str] | None = None) -> Tokenizer:
+    """A byte-level BPE learned from `texts` (a fixed set of standard-library modules by default)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer.decoder = decoders.ByteLevel()
@@ -82,14 +84,14 @@ def train_tokenizer(vocab_size: int) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(training_corpus(), trainer=trainer)
+    tokenizer.train_from_iterator(training_corpus() if texts is None else texts, trainer=trainer)
     tokenizer.add_special_tokens(list(HARMONY_SPECIAL_TOKENS))
     return tokenizer
 
 
-def write_tokenizer_files(folder: Path, vocab_size: int) -> dict[str, int]:
+def write_tokenizer_files(folder: Path, vocab_size: int, texts: Iterable[str] | None = None) -> dict[str, int]:
     """Write tokenizer.json and tokenizer_config.json; return the special token ids and the vocabulary size."""
-    tokenizer = train_tokenizer(vocab_size)
+    tokenizer = train_tokenizer(vocab_size, texts)
     tokenizer.save(str(folder / "tokenizer.json"))
     ids: dict[str, int] = {}
     for token in HARMONY_SPECIAL_TOKENS:

@@ -72,6 +72,11 @@ def setting_names() -> list[str]:
     return [camel(f.name) for f in dataclasses.fields(Settings)]
 
 
+# Settings an editor keeps for itself under the same section (how to start the server, the LSP trace): an editor that
+# sends its whole section sends them too, and they are no concern of the server's.
+CLIENT_SETTINGS = frozenset({"serverPath", "serverArgs", "trace"})
+
+
 def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
     """Settings from a client's map (optionally nested under "ossEdge"), and a list of what was ignored and why."""
     settings = dataclasses.replace(base) if base else Settings()
@@ -85,6 +90,8 @@ def parse_settings(raw: Any, base: Settings | None = None) -> tuple[Settings, li
     known = {camel(f.name): f for f in dataclasses.fields(Settings)}
     for key, value in raw.items():
         spec = known.get(key)
+        if spec is None and key in CLIENT_SETTINGS:
+            continue
         if spec is None:
             problems.append(f"unknown setting {key!r}")
             continue

@@ -40,10 +40,14 @@ WARM_TIMEOUT_S = 600  # a cold read of the sample by gpt-oss-20b takes well unde
 
 def run_demo(model: Path | None, sample: Path | None, language: str, reasoning: str, ready_timeout: float) -> int:
     try:
-        model_dir = model or find_model(Settings())
+        model_dir = find_model(Settings(model_dir=str(model) if model else ""))
     except NoModel as exc:
         print(f"oss-edge demo: {exc}", file=sys.stderr)
-        print("To try the whole pipeline on a synthetic model: make run SYNTHETIC=1", file=sys.stderr)
+        print(
+            "To try the whole product on the stand-in (a small model trained here, in the repository): "
+            "make run SYNTHETIC=1, or oss-edge export models/stand-in",
+            file=sys.stderr,
+        )
         return ExitCode.NO_MODEL
     text = sample.read_text() if sample else SAMPLE
     name = sample.name if sample else "stats.py"
@@ -75,17 +79,24 @@ async def _demo(model_dir: Path, text: str, name: str, language: str, reasoning:
         print("starting the language server and the model …", file=out, flush=True)
         waited = await session.wait_ready(uri, ready_timeout)
         print(f"first suggestion after {waited:.1f} s (model start included)\n", file=out)
-        print(f"typing {name}, asking for a suggestion at the end of each line:", file=out)
+        print(
+            f"typing {name}, asking for a suggestion after the first word of each line "
+            "(typed so far │ suggested │ what the file has):",
+            file=out,
+        )
         latencies = []
         for line in text.splitlines(keepends=True):
             body = line.rstrip("\n")
             if body:
-                session.type(uri, body)
+                typed = first_word(body)
+                session.type(uri, typed)
                 timed = await session.inline(uri)
                 latencies.append(timed.seconds)
                 suggestion = first_text(timed.result)
-                shown = repr(suggestion.split("\n")[0][:60]) if suggestion else "(none)"
-                print(f"  {body[-40:]!s:>40} │ {shown}  {timed.seconds * 1000:6.0f} ms", file=out, flush=True)
+                shown = repr(suggestion.split("\n")[0][:44]) if suggestion else "(none)"
+                truth = repr(body[len(typed) :][:44])
+                print(f"  {typed[-24:]!s:>24} │ {shown:<46} │ {truth}  {timed.seconds * 1000:5.0f} ms", file=out)
+                session.type(uri, body[len(typed) :])
             session.type(uri, line[len(body) :])
         await _rest_in_a_new_file(session, model_dir, text, language, out)
         end = len(text.splitlines()) - 1
@@ -124,6 +135,16 @@ async def _demo(model_dir: Path, text: str, name: str, language: str, reasoning:
     finally:
         await session.stop()
     return 0
+
+
+def first_word(line: str) -> str:
+    """The line up to the end of its first word (its indentation and a keyword or name, as a user starts it)."""
+    stripped = line.lstrip()
+    start = len(line) - len(stripped)
+    end = start
+    while end < len(line) and (line[end].isalnum() or line[end] == "_"):
+        end += 1
+    return line[: max(end, start + 1)]
 
 
 async def _rest_in_a_new_file(session: EditorSession, model_dir: Path, text: str, language: str, out: Any) -> None:

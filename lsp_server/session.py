@@ -30,6 +30,7 @@ class EditorSession:
     on_message: Callable[[str], None] = print
     on_progress: Callable[[str], None] | None = None
     on_explanation: Callable[[dict[str, Any]], None] | None = None
+    root: Path | None = None  # the workspace folder: paths are shown to the model relative to it
     client: LanguageClient = field(init=False)
     versions: dict[str, int] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
@@ -61,7 +62,11 @@ class EditorSession:
         await self.client.start_io(sys.executable, "-m", "lsp_server", "lsp")
         capabilities = types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True))
         await self.client.initialize_async(
-            types.InitializeParams(capabilities=capabilities, initialization_options=self.options)
+            types.InitializeParams(
+                capabilities=capabilities,
+                initialization_options=self.options,
+                root_uri=self.root.absolute().as_uri() if self.root else None,
+            )
         )
         self.client.initialized(types.InitializedParams())
 

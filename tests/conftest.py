@@ -104,6 +104,15 @@ def slice1_int4(model_cache: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def stand_in_model(model_cache: Path) -> Path:
+    """The committed stand-in (models/stand-in), exported with the default preset, once per version of its files."""
+    from export.training.fixture import STAND_IN_DIR, SUMS_FILE, file_sha256, stand_in_checkpoint
+
+    version = file_sha256(STAND_IN_DIR / SUMS_FILE)[:12]
+    return _export(model_cache, stand_in_checkpoint(), f"onnx-stand-in-{version}", "--parity")
+
+
+@pytest.fixture(scope="session")
 def tiny_fp32(model_cache: Path, tiny_mxfp4: Path) -> Path:
     return _export(model_cache, tiny_mxfp4, "onnx-tiny-mxfp4-fp32", "--precision", "fp32", "--parity")
 

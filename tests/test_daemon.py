@@ -286,6 +286,9 @@ def test_bad_params_and_unknown_methods_get_errors_and_the_connection_stays(daem
             ("explain", {"code": "x", "reasoning": "extreme"}),
             ("explain", {"code": "x = 1\n" * 6000}),
             ("cancel", {"id": "seven"}),
+            ("explain", {"code": "x", "seed": -1}),  # found by a fuzzer: numpy raised inside the dispatch
+            ("complete", {"prefix": "x", "temperature": float("nan")}),
+            ("complete", {"prefix": "x", "top_p": float("inf")}),
         ]:
             try:
                 await client.call(method, params)
@@ -304,6 +307,9 @@ def test_bad_params_and_unknown_methods_get_errors_and_the_connection_stays(daem
         "invalid_params",
         "invalid_params",
         "prompt_too_long",
+        "invalid_params",
+        "invalid_params",
+        "invalid_params",
         "invalid_params",
         "length",
     ]

@@ -179,3 +179,15 @@ def test_explain_prompt_carries_the_reasoning_effort_and_opens_the_analysis_chan
     text = codec.decode(ids)
     assert "Reasoning: high" in text
     assert text.endswith("x = 1\n```<|end|><|start|>assistant<|channel|>analysis<|message|>")
+
+
+def test_a_stop_string_inside_the_code_before_the_cursor_does_not_end_the_output() -> None:
+    from edge_runtime.engine import StopStrings
+
+    # a one-line suggestion (stop "\n") two characters into a line: the lead holds the previous line's newline
+    stops = StopStrings(["\n```", "\n"], lead="ab:\nx")
+    assert stops.push("  = 1") == "  = 1" and not stops.hit
+    assert stops.push("\nnext") == "" and stops.hit
+    # the fence still stops where it begins in the lead: the output starts with ``` on a fresh line
+    fence = StopStrings(["\n```"], lead="def f():\n")
+    assert fence.push("```") == "" and fence.hit

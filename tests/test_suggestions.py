@@ -119,3 +119,11 @@ def test_setting_names_are_camel_case() -> None:
 def test_control_characters_and_undecodable_bytes_are_dropped() -> None:
     assert clean("a\x7fb\x11c\ufffd", around("")) == "abc"
     assert clean("\tx = 1", around("", unit="\t")) == "\tx = 1"
+
+
+def test_settings_an_editor_keeps_for_itself_are_not_reported() -> None:
+    # VS Code sends its whole `ossEdge` section: the server path and the LSP trace come along on every start
+    section = {"serverPath": "/usr/local/bin/oss-edge", "trace": {"server": "verbose"}, "maxTokens": 64}
+    settings, problems = parse_settings({"ossEdge": section})
+    assert settings.max_tokens == 64 and problems == []
+    assert parse_settings({"serverpath": "x"})[1] == ["unknown setting 'serverpath'"]

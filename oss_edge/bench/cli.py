@@ -14,7 +14,7 @@ from oss_edge.bench.common import add_bench_options
 DEFAULT_RUNTIME_SHAPES = ["tiny", "slice:2", "slice:4"]
 DEFAULT_LSP_SHAPES = ["tiny", "slice:2"]
 DEFAULT_EXPORT_SHAPES = ["tiny", "slice:2"]
-DEFAULT_QUALITY_SHAPES = ["slice:2", "slice:4"]
+DEFAULT_QUALITY_SHAPES = ["stand-in", "slice:2", "slice:4"]
 
 
 def register(subparsers: Any) -> None:
@@ -54,12 +54,25 @@ def _register_export(targets: Any) -> None:
 def _register_quality(targets: Any) -> None:
     quality = targets.add_parser(
         "quality",
-        help="fidelity, size and speed of each export preset on synthetic full-width slices",
+        help="fidelity, size and speed of each export preset; on the trained stand-in, what users see",
         description="Export each preset with --parity (fidelity against transformers fp32), measure its size and "
-        "the raw decode/prefill speed; write quality.json, quality.md and quality.png to the report folder. With "
-        "--llama-cpp and --llama-cpp-python, also llama.cpp's MXFP4_MOE recipe against the same reference.",
+        "the raw decode/prefill speed; write quality.json, quality.md and quality.png to the report folder. On "
+        "the shapes stand-in (the committed trained model) and stand-in-random (its shape, random weights), also "
+        "through `oss-edge lsp`: suggestions at held-out cursor positions against the true code and the fp32 "
+        "reference, and explanations of held-out functions. With --llama-cpp and --llama-cpp-python, also "
+        "llama.cpp's MXFP4_MOE recipe against the same reference.",
     )
-    quality.add_argument("--shape", action="append", help="shapes (repeatable; default: slice:2 and slice:4)")
+    quality.add_argument(
+        "--shape",
+        action="append",
+        help="stand-in, stand-in-random, tiny, slice:N, 20b (repeatable; default: stand-in, slice:2, slice:4)",
+    )
+    quality.add_argument(
+        "--positions", type=int, default=300, help="held-out cursor positions per stand-in preset (default 300)"
+    )
+    quality.add_argument(
+        "--explanations", type=int, default=40, help="held-out functions explained per stand-in preset (default 40)"
+    )
     quality.add_argument(
         "--variant",
         action="append",
@@ -183,7 +196,9 @@ def _quality(args: argparse.Namespace) -> int:
     if bool(args.llama_cpp) != bool(args.llama_cpp_python):
         raise OptionError("--llama-cpp and --llama-cpp-python go together")
     llama_cpp = (args.llama_cpp, args.llama_cpp_python) if args.llama_cpp else None
-    report = quality.run(args.shape or DEFAULT_QUALITY_SHAPES, variants, args.report, args.cache, llama_cpp)
+    product = quality.ProductOptions(positions=args.positions, explanations=args.explanations)
+    shapes = args.shape or DEFAULT_QUALITY_SHAPES
+    report = quality.run(shapes, variants, args.report, args.cache, llama_cpp, product)
     return _written(quality.markdown(report), args.report)
 
 

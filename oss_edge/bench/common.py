@@ -14,6 +14,7 @@ import psutil
 
 from export.pipeline import tool_versions
 from export.synth import generate
+from export.training.fixture import stand_in_checkpoint
 
 
 def add_bench_options(bench: argparse.ArgumentParser) -> None:
@@ -42,8 +43,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+STAND_IN, STAND_IN_RANDOM = "stand-in", "stand-in-random"
+
+
 def ensure_checkpoint(shape: str, cache: Path) -> Path:
-    """The synthetic MXFP4 checkpoint of a shape, generated once into the benchmark cache."""
+    """The checkpoint a benchmark shape names: the committed trained stand-in, or a synthetic MXFP4 checkpoint
+    generated once into the benchmark cache (`stand-in-random`: the stand-in's shape with random weights)."""
+    if shape == STAND_IN:
+        return stand_in_checkpoint()
+    if shape == STAND_IN_RANDOM:
+        shape = STAND_IN
     checkpoint = cache / f"{shape.replace(':', '')}-mxfp4"
     if not (checkpoint / "config.json").exists():
         print(f"generating synthetic {shape} checkpoint in {checkpoint}", file=sys.stderr)

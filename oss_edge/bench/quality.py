@@ -15,12 +15,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.engine import folder_bytes, physical_cores
 from export.verify import reference_cache_file
-from oss_edge.bench.common import ensure_checkpoint, machine, oss_edge_command
+from oss_edge.bench.common import STAND_IN, STAND_IN_RANDOM, ensure_checkpoint, machine, oss_edge_command
 
 # label -> export options; "fast (int4-fitted)" is fast with each expert block's least-squares scale, for comparison
 VARIANTS = {
@@ -31,6 +32,8 @@ VARIANTS = {
     "exact": ("--quality", "exact"),
 }
 GPT_OSS_20B_LAYERS = 24
+PRODUCT_SHAPES = (STAND_IN, STAND_IN_RANDOM)
+REFERENCE_VARIANT = "fp32 reference (transformers)"
 NO_PARITY_SHAPES = ("20b", "120b")
 PROMPT_TOKENS, DECODE_TOKENS = 128, 64
 
@@ -163,63 +166,58 @@ def llama_cpp_mxfp4_moe(
     return result
 
 
+@dataclass
+class ProductOptions:
+    """Product-level figures through `oss-edge lsp` (stand-in shapes only)."""
+
+    positions: int = 300
+    explanations: int = 40
+    seed: int = 0
+    reference: dict[str, str | None] = field(default_factory=dict)  # recorded request -> fp32 reference text
+
+
 def run(
     shapes: list[str],
     variants: list[str],
     report_dir: Path,
     cache: Path,
     llama_cpp: tuple[Path, str] | None = None,
+    product: ProductOptions | None = None,
 ) -> dict[str, Any]:
     report_dir.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
+    product = product or ProductOptions()
     results = []
     for shape in shapes:
-        checkpoint = ensure_checkpoint(shape, cache)
-        last_dir = None
-        for label in variants:
-            out = cache / f"{shape.replace(':', '')}-quality-{label.replace(' ', '').replace('(', '-').strip(')')}"
-            if last_dir is not None:
-                shutil.rmtree(last_dir, ignore_errors=True)  # measured: an export per preset would fill the disk
-                last_dir = None
-            print(f"{shape}: exporting {label}", file=sys.stderr)
-            result: dict[str, Any] = {
-                "shape": shape,
-                "variant": label,
-                # the whole model in transformers does not fit beside anything at 20b: size and speed only
-                **export_variant(checkpoint, out, VARIANTS[label], parity=shape not in NO_PARITY_SHAPES),
-            }
-            if "error" not in result:
-                print(f"{shape}: measuring {label}", file=sys.stderr)
-                result.update(raw_speed(out, result["runtime_env"]))
-                last_dir = out
-            results.append(result)
-        if llama_cpp and last_dir is not None:
-            print(f"{shape}: llama.cpp MXFP4_MOE", file=sys.stderr)
-            figures = llama_cpp_mxfp4_moe(
-                checkpoint,
-                cache / f"{shape.replace(':', '')}-llama-cpp",
-                llama_cpp[0],
-                llama_cpp[1],
-                reference_cache_file(checkpoint, last_dir),
-                physical_cores(),
-            )
-            results.append({"shape": shape, "variant": "llama.cpp MXFP4_MOE", **figures})
-        if last_dir is not None:
-            shutil.rmtree(last_dir, ignore_errors=True)
+        results += _measure_shape(shape, variants, cache, llama_cpp, product)
     command = (
         "oss-edge bench quality"
         + "".join(f" --shape {s}" for s in shapes)
         + "".join(f" --variant '{v}'" for v in variants)
         + (" --llama-cpp TREE --llama-cpp-python PYTHON" if llama_cpp else "")
+        + (f" --positions {product.positions}" if product.positions != ProductOptions.positions else "")
+        + (f" --explanations {product.explanations}" if product.explanations != ProductOptions.explanations else "")
     )
-    # Rows already in the report folder for other shapes or presets stay: a run adds to the report or remeasures.
+    report = _merge(report_dir, results, command)
+    (report_dir / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    (report_dir / "quality.md").write_text(markdown(report))
+    plot(report, report_dir / "quality.png")
+    if any("product" in r for r in report["results"]):
+        plot_product(report, report_dir / "quality_product.png")
+    if STAND_IN in shapes:
+        plot_training(json.loads((ensure_checkpoint(STAND_IN, cache) / "training.json").read_text()), report_dir)
+    return report
+
+
+def _merge(report_dir: Path, results: list[dict[str, Any]], command: str) -> dict[str, Any]:
+    """Rows already in the report folder for other shapes or presets stay: a run adds to the report or remeasures."""
     earlier: dict[str, Any] = {}
     if (report_dir / "quality.json").exists():
         earlier = json.loads((report_dir / "quality.json").read_text())
     measured = {(r["shape"], r["variant"]) for r in results}
     kept = [r for r in earlier.get("results", []) if (r["shape"], r["variant"]) not in measured]
     results = sorted(kept + results, key=_row_order)
-    report = {
+    return {
         "benchmark": "quality",
         "machine": machine(),
         "results": results,
@@ -227,15 +225,99 @@ def run(
         "commands": [c for c in earlier.get("commands", []) if c != command] + [command],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (report_dir / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
-    (report_dir / "quality.md").write_text(markdown(report))
-    plot(report, report_dir / "quality.png")
-    return report
+
+
+def _measure_shape(
+    shape: str,
+    variants: list[str],
+    cache: Path,
+    llama_cpp: tuple[Path, str] | None,
+    product: ProductOptions,
+) -> list[dict[str, Any]]:
+    checkpoint = ensure_checkpoint(shape, cache)
+    results = []
+    last_dir = None
+    outcomes: list[Any] = []
+    for label in variants:
+        out = cache / f"{shape.replace(':', '')}-quality-{label.replace(' ', '').replace('(', '-').strip(')')}"
+        if last_dir is not None:
+            shutil.rmtree(last_dir, ignore_errors=True)  # measured: an export per preset would fill the disk
+            last_dir = None
+        print(f"{shape}: exporting {label}", file=sys.stderr)
+        result: dict[str, Any] = {
+            "shape": shape,
+            "variant": label,
+            # the whole model in transformers does not fit beside anything at 20b: size and speed only
+            **export_variant(checkpoint, out, VARIANTS[label], parity=shape not in NO_PARITY_SHAPES),
+        }
+        if "error" not in result:
+            print(f"{shape}: measuring {label}", file=sys.stderr)
+            result.update(raw_speed(out, result["runtime_env"]))
+            if shape in PRODUCT_SHAPES:
+                result["product"], outcomes = _product_figures(out, checkpoint, cache, product)
+            last_dir = out
+        results.append(result)
+    if outcomes:
+        results.append(_reference_row(shape, outcomes, product))
+    if llama_cpp and last_dir is not None:
+        print(f"{shape}: llama.cpp MXFP4_MOE", file=sys.stderr)
+        figures = llama_cpp_mxfp4_moe(
+            checkpoint,
+            cache / f"{shape.replace(':', '')}-llama-cpp",
+            llama_cpp[0],
+            llama_cpp[1],
+            reference_cache_file(checkpoint, last_dir),
+            physical_cores(),
+        )
+        row = {"shape": shape, "variant": "llama.cpp MXFP4_MOE", **figures}
+        if outcomes and "error" not in figures:
+            work = cache / f"{shape.replace(':', '')}-llama-cpp"
+            row["product"] = _llama_cpp_product(work, llama_cpp[1], last_dir, outcomes)
+        results.append(row)
+    if last_dir is not None:
+        shutil.rmtree(last_dir, ignore_errors=True)
+    return results
+
+
+def _product_figures(
+    model_dir: Path, checkpoint: Path, cache: Path, options: ProductOptions
+) -> tuple[dict[str, Any], list[Any]]:
+    """Suggestions and explanations through `oss-edge lsp`; the fp32 reference on the prompts it sent (each
+    prompt decoded once, whichever preset sent it)."""
+    from oss_edge.bench import product
+
+    outcomes, explained = product.measure(
+        model_dir, cache / "product-work", options.positions, options.explanations, options.seed
+    )
+    product.fill_reference(checkpoint, model_dir, outcomes, options.reference)
+    figures = product.completion_figures(outcomes)
+    figures["explain"] = explained
+    figures["examples"] = product.examples(outcomes)
+    return figures, outcomes
+
+
+def _llama_cpp_product(work: Path, python: str, model_dir: Path, outcomes: list[Any]) -> dict[str, Any]:
+    """llama.cpp's MXFP4_MOE on the prompts the product sent, decoded greedily like the fp32 reference."""
+    from oss_edge.bench import product
+
+    print("llama.cpp: decoding the product's prompts", file=sys.stderr)
+    texts = product.llama_cpp_texts(work / "model-mxfp4-moe.gguf", python, model_dir, outcomes, physical_cores())
+    pairs = [(text, o.position.truth) for text, o in zip(texts, outcomes, strict=True)]
+    return {"product": product.score(pairs), "by_kind": product.by_kind(pairs, outcomes)}
+
+
+def _reference_row(shape: str, outcomes: list[Any], options: ProductOptions) -> dict[str, Any]:
+    """The fp32 reference's own figures, on the prompts the last preset's run recorded."""
+    from oss_edge.bench import product
+
+    pairs = [(o.reference, o.position.truth) for o in outcomes]
+    figures = {"product": product.score(pairs), "by_kind": product.by_kind(pairs, outcomes)}
+    return {"shape": shape, "variant": REFERENCE_VARIANT, "product": figures}
 
 
 def _row_order(row: dict[str, Any]) -> tuple[int, int]:
-    shapes = ["tiny", "slice:1", "slice:2", "slice:4", "20b"]
-    variants = [*VARIANTS, "llama.cpp MXFP4_MOE"]
+    shapes = ["tiny", STAND_IN, STAND_IN_RANDOM, "slice:1", "slice:2", "slice:4", "20b"]
+    variants = [*VARIANTS, REFERENCE_VARIANT, "llama.cpp MXFP4_MOE"]
     shape = shapes.index(row["shape"]) if row["shape"] in shapes else len(shapes)
     return shape, variants.index(row["variant"]) if row["variant"] in variants else len(variants)
 
@@ -265,6 +347,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     at_20b = report.get("at_20b", {})
     for r in report["results"]:
+        if r["variant"] == REFERENCE_VARIANT:
+            continue
         if "error" in r:
             lines.append(f"| {r['shape']} | {r['variant']} | failed: {r['error']} | | | | | | |")
             continue
@@ -285,17 +369,126 @@ def markdown(report: dict[str, Any]) -> str:
         "Fidelity: last-token logits against transformers in fp32 over the parity prompt set (6 prompts, 9 "
         "teacher-forced positions each), as `oss-edge verify --reference` computes them. Speed: the raw "
         f"onnxruntime-genai loop, {PROMPT_TOKENS}-token prompt, {DECODE_TOKENS} decoded tokens, best of 3, with the "
-        "kernels the runtime would choose. Random weights make logits flat and full of near-ties: KL and cosine "
-        "are the figures to compare, top-1 is noisy. At 20b the reference does not fit in memory: size and speed "
+        "kernels the runtime would choose. The stand-in rows are the trained stand-in (docs/standin.md), whose "
+        "figures say what quantization costs on trained weights; stand-in-random and the slices have random weights, "
+        "which make logits flat and full of near-ties: KL and cosine are the figures to compare there, top-1 is "
+        "noisy. At 20b the reference does not fit in memory: size and speed "
         "only.",
         "",
         "![fidelity against size](quality.png)",
         "",
+        *product_markdown(report),
         "Commands (each run adds its rows to the report folder):",
         "",
         *[f"    {c}" for c in report.get("commands", [report.get("command", "")])],
     ]
     return "\n".join(lines) + "\n"
+
+
+def product_markdown(report: dict[str, Any]) -> list[str]:
+    rows = [r for r in report["results"] if "product" in r]
+    if not rows:
+        return []
+    lines = [
+        "## What users see: suggestions and explanations through `oss-edge lsp`",
+        "",
+        "Cursor positions cut from the stand-in's held-out modules (never seen in training), through a real "
+        "`oss-edge lsp` session with default settings. Exact line: the suggestion's first line equals the true "
+        "one; accepted: the share of the true code's characters the suggestion gets right from the start (longest "
+        "common prefix); empty: no suggestion. The fp32 reference decodes the very prompts the daemon rendered "
+        "(greedy, the same stops) with transformers in fp32, without the language server's clean-up.",
+        "",
+        "| model | preset | exact line | accepted chars | empty | " + " | ".join(product_kinds()) + " | "
+        "explanations in the final channel | cut by clean-up |",
+        "|---|---|---|---|---|" + "---|" * len(product_kinds()) + "---|---|",
+    ]
+    for r in rows:
+        p = r["product"]
+        main = p["product"]
+        kinds = " | ".join(f"{p['by_kind'][k]['exact_line']:.3f}" if "by_kind" in p else "" for k in product_kinds())
+        explain = p.get("explain") or {}
+        shown = f"{explain['final_channel_share']:.2f} of {explain['functions']}" if explain else ""
+        lines.append(
+            f"| {r['shape']} | {r['variant']} | {main['exact_line']:.3f} | {main['accepted_chars']:.3f} | "
+            f"{main['empty']:.3f} | {kinds} | {shown} | {p.get('cut_by_cleanup', '')} |"
+        )
+    lines += [
+        "",
+        "Exact line by cursor layout in the columns after `empty`.",
+        "",
+        "![exact lines by preset](quality_product.png)",
+        "",
+        "The stand-in's training run (its `training.json`; how it is made: docs/standin.md):",
+        "",
+        "![the stand-in's loss over training](standin_training.png)",
+        "",
+    ]
+    return lines
+
+
+def product_kinds() -> list[str]:
+    from oss_edge.bench.product import KINDS
+
+    return list(KINDS)
+
+
+def plot_training(training: dict[str, Any], report_dir: Path) -> None:
+    """The stand-in's loss over its training run (from its training.json), training and held-out."""
+    import matplotlib  # bench extra only
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = training["history"]
+    tokens = [h["tokens"] / 1e6 for h in history]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(tokens, [h["train_loss"] for h in history], marker="o", label="training (last step)")
+    axis.plot(tokens, [h["loss"] for h in history], marker="s", label="held-out modules")
+    axis.plot(tokens, [h["answer_loss"] for h in history], marker="^", label="held-out, answers only")
+    axis.set_xlabel("tokens seen (millions)")
+    axis.set_ylabel("loss (nats per token)")
+    axis.set_title(
+        f"The stand-in: {training['parameters'] / 1e6:.1f}M parameters, {training['tokens_per_second']:.0f} tok/s "
+        f"on {training['options']['threads']} threads"
+    )
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(report_dir / "standin_training.png", dpi=120)
+    plt.close(figure)
+
+
+def plot_product(report: dict[str, Any], path: Path) -> None:
+    import matplotlib  # bench extra only
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["results"] if "product" in r]
+    labels = [f"{r['variant']}\n({r['shape']})" for r in rows]
+    figure, axis = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4.5))
+    x = range(len(rows))
+    width = 0.38
+    axis.bar(
+        [i - width / 2 for i in x],
+        [r["product"]["product"]["exact_line"] for r in rows],
+        width,
+        label="exact first line",
+    )
+    axis.bar(
+        [i + width / 2 for i in x],
+        [r["product"]["product"]["accepted_chars"] for r in rows],
+        width,
+        label="characters accepted",
+    )
+    axis.set_xticks(list(x), labels, fontsize=7)
+    axis.set_ylabel("share (higher is better)")
+    axis.set_title("Suggestions through oss-edge lsp at held-out cursor positions")
+    axis.legend(fontsize=8)
+    axis.grid(True, axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
