@@ -18,6 +18,12 @@ from export.presets import AUTO, EXPERT_ENCODINGS, PRECISIONS, QUALITIES
 
 
 def register(subparsers: Any) -> None:
+    _register_synth(subparsers)
+    _register_export(subparsers)
+    _register_verify(subparsers)
+
+
+def _register_synth(subparsers: Any) -> None:
     synth = subparsers.add_parser(
         "synth",
         help="generate a random gpt-oss checkpoint in the official on-disk format (for tests and benchmarks)",
@@ -42,6 +48,8 @@ def register(subparsers: Any) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_synth)
 
+
+def _register_export(subparsers: Any) -> None:
     export = subparsers.add_parser(
         "export",
         help="convert a gpt-oss checkpoint into a verified int4 ONNX model folder",
@@ -93,6 +101,12 @@ def register(subparsers: Any) -> None:
     export.add_argument("--revision", help="hub revision (branch, tag or commit) to download")
     export.add_argument("--download-dir", type=Path, help="hub cache folder for the download")
     export.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _add_check_options(export)
+    export.set_defaults(handler=_export)
+
+
+def _add_check_options(export: argparse.ArgumentParser) -> None:
+    """How the export checks itself and what it may skip."""
     export.add_argument(
         "--parity",
         action="store_true",
@@ -117,8 +131,9 @@ def register(subparsers: Any) -> None:
         help="start even when the estimated disk need exceeds the free space (a full disk part way still stops "
         "the export cleanly)",
     )
-    export.set_defaults(handler=_export)
 
+
+def _register_verify(subparsers: Any) -> None:
     verify = subparsers.add_parser(
         "verify",
         help="check a model folder: structure, operators, tokenizer, file hashes, a real run, parity",

@@ -96,24 +96,7 @@ def _model_class(
         def make_embedding_lookup(self, embedding: Any, basename: str, lm_head: Any) -> str:
             if options.precision != "int8" or self.tied_quantized_embeddings or self.tied_unquantized_embeddings:
                 return super().make_embedding_lookup(embedding, basename, lm_head)
-            # int8: the embedding too, in int8 blocks (the builder's int8 pass leaves it in fp32)
-            block = int(self.quant_attrs["matmul_block_size"])
-            data, scales = experts.int8_embedding_blocks(embedding.detach(), block)
-            self.make_initializer(data, "model.embed_tokens.qweight")
-            self.make_initializer(scales, "model.embed_tokens.scales", to=self.io_dtype)
-            name = f"{basename}/GatherBlockQuantized"
-            self.make_node(
-                "GatherBlockQuantized",
-                inputs=["model.embed_tokens.qweight", self.input_names["input_ids"], "model.embed_tokens.scales"],
-                outputs=[f"{name}/output_0"],
-                name=name,
-                domain="com.microsoft",
-                bits=8,
-                block_size=block,
-                gather_axis=0,
-                quantize_axis=1,
-            )
-            return f"{name}/output_0"
+            return _int8_embedding_lookup(self, embedding, basename)
 
         def make_layer(self, layer_id: int, layer: Any) -> None:
             super().make_layer(layer_id, layer)
@@ -147,6 +130,27 @@ def _model_class(
     if spill_dir is None:
         return GptOssExportModel
     return _streaming_class(GptOssExportModel, checkpoint, spill_dir, progress)
+
+
+def _int8_embedding_lookup(model: Any, embedding: Any, basename: str) -> str:
+    """The embedding in int8 blocks behind a GatherBlockQuantized (the builder's int8 pass leaves it in fp32)."""
+    block = int(model.quant_attrs["matmul_block_size"])
+    data, scales = experts.int8_embedding_blocks(embedding.detach(), block)
+    model.make_initializer(data, "model.embed_tokens.qweight")
+    model.make_initializer(scales, "model.embed_tokens.scales", to=model.io_dtype)
+    name = f"{basename}/GatherBlockQuantized"
+    model.make_node(
+        "GatherBlockQuantized",
+        inputs=["model.embed_tokens.qweight", model.input_names["input_ids"], "model.embed_tokens.scales"],
+        outputs=[f"{name}/output_0"],
+        name=name,
+        domain="com.microsoft",
+        bits=8,
+        block_size=block,
+        gather_axis=0,
+        quantize_axis=1,
+    )
+    return f"{name}/output_0"
 
 
 def _streaming_class(base_class: type, checkpoint: Checkpoint, spill_dir: Path, progress: BuildProgress) -> type:

@@ -283,6 +283,52 @@ def _check_out(out: Path, force: bool, progress: Progress) -> None:
 
 def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
     """Export and verify; returns the manifest. Raises ExportError subclasses with user-facing messages."""
+    request, options, checkpoint = _plan(request, progress)
+    assert request.out is not None
+    out = request.out.expanduser().resolve()
+    streaming = not request.in_memory and uses_streaming(options)
+    _check_room(request, options, checkpoint, out, streaming)
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL_MARK}", dir=out.parent))
+    (staging / "pid").write_text(str(os.getpid()))
+    model_dir, work_dir = staging / "model", staging / "work"
+    model_dir.mkdir()
+    work_dir.mkdir()
+    started = time.perf_counter()
+    interrupts = _Interrupts()
+    try:
+        with interrupts.installed():
+            source_files = _hash(checkpoint.files, checkpoint.path, "hash source", progress)
+            extra = _build(checkpoint, model_dir, work_dir, options, request.provider, streaming, interrupts, progress)
+            carry_sampling(checkpoint.path, model_dir)
+            build_seconds = time.perf_counter() - started
+            memory = _conversion_memory(work_dir)
+            verification = _verify(request, options, checkpoint, model_dir, work_dir / "builder.log", progress)
+            memory["verify_peak_rss_bytes"] = verification.pop("peak_rss_bytes", None)
+            run_here = request.provider == "cpu"
+            manifest = _manifest(
+                request, options, checkpoint, source_files, extra, verification, build_seconds, run_here
+            )
+            manifest["conversion"] = {"method": "streaming" if streaming else "builder in memory", **memory}
+            outputs = sorted(p for p in model_dir.rglob("*") if p.is_file())
+            manifest["files"] = _hash(outputs, model_dir, "hash output", progress)
+            (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            os.chmod(model_dir, 0o755)
+            _move_into_place(model_dir, out, request.force)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if _is_disk_full(exc):
+            raise DiskFullError(
+                f"the disk filled up while writing the export to {out.parent}; nothing was left behind. "
+                "Free space and run the same command again"
+            ) from exc
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _plan(request: ExportRequest, progress: Progress) -> tuple[ExportRequest, BuildOptions, Checkpoint]:
+    """Check what can be checked before reading the checkpoint, read it, and settle the preset and the output."""
     # `auto` is resolved once the checkpoint is read; anything else is checked before a byte is downloaded
     options = None if request.quality == AUTO else build_options(request)
     if options is not None:
@@ -312,8 +358,13 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
         request = replace(request, out=default_out(request.source, variant, request.provider, request.experts))
         assert request.out is not None
         _check_out(request.out, request.force, progress)
-    out = request.out.expanduser().resolve()
-    streaming = not request.in_memory and uses_streaming(options)
+    return request, options, checkpoint
+
+
+def _check_room(
+    request: ExportRequest, options: BuildOptions, checkpoint: Checkpoint, out: Path, streaming: bool
+) -> None:
+    """Refuse, before writing anything, an export that memory or the disk cannot hold."""
     if not request.skip_memory_check:
         check_memory(checkpoint, psutil.virtual_memory().available, streaming)
         if request.parity and request.provider == "cpu":
@@ -331,94 +382,84 @@ def run_export(request: ExportRequest, progress: Progress) -> dict[str, Any]:
             "or choose another --out (or pass --skip-disk-check to try anyway)"
         )
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL_MARK}", dir=out.parent))
-    (staging / "pid").write_text(str(os.getpid()))
-    model_dir, work_dir = staging / "model", staging / "work"
-    model_dir.mkdir()
-    work_dir.mkdir()
+
+def _build(
+    checkpoint: Checkpoint,
+    model_dir: Path,
+    work_dir: Path,
+    options: BuildOptions,
+    provider: str,
+    streaming: bool,
+    interrupts: _Interrupts,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Run the model builder into `model_dir`, its output in work/builder.log; a failure names the log's tail."""
+    progress.stage(
+        f"converting {checkpoint.num_layers} layers ({checkpoint.format} -> {options.precision}, {provider})"
+    )
+    layer_bar = progress.bar("convert", total=checkpoint.num_layers, unit="layer")
+    build_progress = BuildProgress(
+        on_stage=progress.stage,
+        on_layer=lambda done, total: layer_bar.update_to(done),
+        make_save_bar=progress.builder_save_bar,
+    )
     log_path = work_dir / "builder.log"
-    started = time.perf_counter()
-    interrupts = _Interrupts()
-    try:
-        with interrupts.installed():
-            source_files = _hash(checkpoint.files, checkpoint.path, "hash source", progress)
-            progress.stage(
-                f"converting {checkpoint.num_layers} layers ({checkpoint.format} -> {options.precision}, "
-                f"{request.provider})"
-            )
-            layer_bar = progress.bar("convert", total=checkpoint.num_layers, unit="layer")
-            build_progress = BuildProgress(
-                on_stage=progress.stage,
-                on_layer=lambda done, total: layer_bar.update_to(done),
-                make_save_bar=progress.builder_save_bar,
-            )
-            with open(log_path, "w", encoding="utf-8") as log:
-                try:
-                    extra = run_builder(
-                        checkpoint, model_dir, work_dir, options, build_progress, log, streaming=streaming
-                    )
-                except ExportError:
-                    raise
-                except Exception as exc:
-                    if interrupts.received is not None:
-                        raise KeyboardInterrupt from exc
-                    if _is_disk_full(exc):
-                        raise
-                    tail = log_path.read_text(errors="replace").splitlines()[-15:]
-                    raise ExportError(
-                        f"the model builder failed: {exc.__class__.__name__}: {exc}\n  last builder output:\n    "
-                        + "\n    ".join(tail)
-                    ) from exc
-                finally:
-                    layer_bar.close()
+    with open(log_path, "w", encoding="utf-8") as log:
+        try:
+            extra = run_builder(checkpoint, model_dir, work_dir, options, build_progress, log, streaming=streaming)
+        except ExportError:
+            raise
+        except Exception as exc:
             if interrupts.received is not None:
-                raise KeyboardInterrupt  # the builder (or a library under it) swallowed the interruption
-            carry_sampling(checkpoint.path, model_dir)
-            build_seconds = time.perf_counter() - started
-            convert_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            spill = work_dir / "spill" / "spill.bin"
-            spill_bytes = spill.stat().st_size if spill.exists() else 0
-            shutil.rmtree(work_dir / "spill", ignore_errors=True)
-
-            run_here = request.provider == "cpu"
-            if request.parity and run_here:
-                progress.stage("verifying: a real run, and logits against the reference (transformers, fp32)")
-            else:
-                progress.stage("verifying" + (": a real run" if run_here else ""))
-            with open(log_path, "a", encoding="utf-8") as log:
-                verification = run_checks_in_child(
-                    model_dir,
-                    request.provider,
-                    runtime_env(options.precision, options.experts),
-                    checkpoint.path if request.parity and run_here else None,
-                    parity_label(options.precision, options.experts),
-                    log,
-                )
-            memory = {
-                "convert_peak_rss_bytes": convert_peak,
-                "spill_bytes": spill_bytes,
-                "verify_peak_rss_bytes": verification.pop("peak_rss_bytes", None),
-            }
-
-            manifest = _manifest(
-                request, options, checkpoint, source_files, extra, verification, build_seconds, run_here
-            )
-            manifest["conversion"] = {"method": "streaming" if streaming else "builder in memory", **memory}
-            outputs = sorted(p for p in model_dir.rglob("*") if p.is_file())
-            manifest["files"] = _hash(outputs, model_dir, "hash output", progress)
-            (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            os.chmod(model_dir, 0o755)
-            _move_into_place(model_dir, out, request.force)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if _is_disk_full(exc):
-            raise DiskFullError(
-                f"the disk filled up while writing the export to {out.parent}; nothing was left behind. "
-                "Free space and run the same command again"
+                raise KeyboardInterrupt from exc
+            if _is_disk_full(exc):
+                raise
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise ExportError(
+                f"the model builder failed: {exc.__class__.__name__}: {exc}\n  last builder output:\n    "
+                + "\n    ".join(tail)
             ) from exc
-        raise
-    shutil.rmtree(staging, ignore_errors=True)
-    return manifest
+        finally:
+            layer_bar.close()
+    if interrupts.received is not None:
+        raise KeyboardInterrupt  # the builder (or a library under it) swallowed the interruption
+    return extra
+
+
+def _conversion_memory(work_dir: Path) -> dict[str, Any]:
+    """The conversion's peak RSS and spill size; the spill is removed."""
+    spill = work_dir / "spill" / "spill.bin"
+    figures = {
+        "convert_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "spill_bytes": spill.stat().st_size if spill.exists() else 0,
+    }
+    shutil.rmtree(work_dir / "spill", ignore_errors=True)
+    return figures
+
+
+def _verify(
+    request: ExportRequest,
+    options: BuildOptions,
+    checkpoint: Checkpoint,
+    model_dir: Path,
+    log_path: Path,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Load and run the folder in a child process (and, with parity, compare its logits against transformers)."""
+    run_here = request.provider == "cpu"
+    if request.parity and run_here:
+        progress.stage("verifying: a real run, and logits against the reference (transformers, fp32)")
+    else:
+        progress.stage("verifying" + (": a real run" if run_here else ""))
+    with open(log_path, "a", encoding="utf-8") as log:
+        return run_checks_in_child(
+            model_dir,
+            request.provider,
+            runtime_env(options.precision, options.experts),
+            checkpoint.path if request.parity and run_here else None,
+            parity_label(options.precision, options.experts),
+            log,
+        )
 
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k")

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lsprotocol import types
 
@@ -79,55 +79,18 @@ async def _demo(model_dir: Path, text: str, name: str, language: str, reasoning:
         print("starting the language server and the model …", file=out, flush=True)
         waited = await session.wait_ready(uri, ready_timeout)
         print(f"first suggestion after {waited:.1f} s (model start included)\n", file=out)
-        print(
-            f"typing {name}, asking for a suggestion after the first word of each line "
-            "(typed so far │ suggested │ what the file has):",
-            file=out,
-        )
-        latencies = []
-        for line in text.splitlines(keepends=True):
-            body = line.rstrip("\n")
-            if body:
-                typed = first_word(body)
-                session.type(uri, typed)
-                timed = await session.inline(uri)
-                latencies.append(timed.seconds)
-                suggestion = first_text(timed.result)
-                shown = repr(suggestion.split("\n")[0][:44]) if suggestion else "(none)"
-                truth = repr(body[len(typed) :][:44])
-                print(f"  {typed[-24:]!s:>24} │ {shown:<46} │ {truth}  {timed.seconds * 1000:5.0f} ms", file=out)
-                session.type(uri, body[len(typed) :])
-            session.type(uri, line[len(body) :])
+        latencies = await _type_line_by_line(session, uri, name, text, out)
         await _rest_in_a_new_file(session, model_dir, text, language, out)
         end = len(text.splitlines()) - 1
         print(f"\nexplaining the whole file (reasoning: {reasoning}):\n", file=out)
         explained = await session.explain(
             uri, types.Position(line=0, character=0), types.Position(line=end + 1, character=0), reasoning
         )
-        if not streamed and explained.result:
-            out.write(str(explained.result))
         answer = explained.result or "(no answer: the model wrote no final message within its token budget)"
         if not streamed:
             print(textwrap.indent(str(answer), "  "), file=out)
         print(f"\n\nexplanation took {explained.seconds:.1f} s", file=out)
-        status = await _runtime_status(model_dir)
-        print("\ntimings", file=out)
-        if latencies:
-            ordered = sorted(latencies)
-            p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-            print(
-                f"  suggestions: {len(latencies)}, median {statistics.median(latencies) * 1000:.0f} ms, "
-                f"p95 {p95 * 1000:.0f} ms",
-                file=out,
-            )
-        if status:
-            cache, speed = status["cache"], status["throughput"]
-            print(
-                f"  prompt tokens served from the KV cache: {100 * (cache['reuse_ratio'] or 0):.1f}% "
-                f"of {cache['prompt_tokens']}; decode {speed['decode_tokens_per_s']} tok/s; "
-                f"daemon RSS {status['memory']['rss_bytes'] / 1e9:.2f} GB on {status['provider']}",
-                file=out,
-            )
+        _print_timings(latencies, await _runtime_status(model_dir), out)
         print(
             "\nThe model stays loaded for 15 minutes. Editors connect to it through `oss-edge lsp`: see editors/.",
             file=out,
@@ -135,6 +98,50 @@ async def _demo(model_dir: Path, text: str, name: str, language: str, reasoning:
     finally:
         await session.stop()
     return 0
+
+
+async def _type_line_by_line(session: EditorSession, uri: str, name: str, text: str, out: TextIO) -> list[float]:
+    """Type `text`, asking for a suggestion after the first word of each line; returns the latencies."""
+    print(
+        f"typing {name}, asking for a suggestion after the first word of each line "
+        "(typed so far │ suggested │ what the file has):",
+        file=out,
+    )
+    latencies = []
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\n")
+        if body:
+            typed = first_word(body)
+            session.type(uri, typed)
+            timed = await session.inline(uri)
+            latencies.append(timed.seconds)
+            suggestion = first_text(timed.result)
+            shown = repr(suggestion.split("\n")[0][:44]) if suggestion else "(none)"
+            truth = repr(body[len(typed) :][:44])
+            print(f"  {typed[-24:]!s:>24} │ {shown:<46} │ {truth}  {timed.seconds * 1000:5.0f} ms", file=out)
+            session.type(uri, body[len(typed) :])
+        session.type(uri, line[len(body) :])
+    return latencies
+
+
+def _print_timings(latencies: list[float], status: dict[str, Any] | None, out: TextIO) -> None:
+    print("\ntimings", file=out)
+    if latencies:
+        ordered = sorted(latencies)
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        print(
+            f"  suggestions: {len(latencies)}, median {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p95 {p95 * 1000:.0f} ms",
+            file=out,
+        )
+    if status:
+        cache, speed = status["cache"], status["throughput"]
+        print(
+            f"  prompt tokens served from the KV cache: {100 * (cache['reuse_ratio'] or 0):.1f}% "
+            f"of {cache['prompt_tokens']}; decode {speed['decode_tokens_per_s']} tok/s; "
+            f"daemon RSS {status['memory']['rss_bytes'] / 1e9:.2f} GB on {status['provider']}",
+            file=out,
+        )
 
 
 def first_word(line: str) -> str:

@@ -38,12 +38,12 @@ from lsp_server.context import (
     completion_request,
     window,
 )
+from lsp_server.explanation import Explanation, selection
 from lsp_server.runtime_link import RuntimeLink
 
 log = logging.getLogger("oss_edge.lsp")
 
 EXPLAIN_COMMAND = "ossEdge.explainSelection"
-EXPLANATION_NOTIFICATION = "ossEdge/explanation"
 STATUS_REQUEST = "ossEdge/status"
 WARM_NOTIFICATION = "ossEdge/warm"
 WORD = re.compile(r"[\w$]*$")
@@ -52,8 +52,8 @@ CONVERTER = get_converter()
 
 
 @dataclass
-class Suggested:
-    """Suggestions at a cursor, with the document's lines as split once for the request."""
+class Answer:
+    """The cleaned suggestion texts for one request at a cursor, with the document's lines as split once for it."""
 
     document: TextDocument
     lines: list[str]
@@ -65,12 +65,22 @@ class Suggested:
 
 
 @dataclass
-class Suggestion:
-    """The last suggestion shown for a document, kept for type-through."""
+class Shown:
+    """The last suggestion shown in a document, kept for type-through: the cursor's line, the text before the
+    cursor on it, and the suggestion's text."""
 
     line: int
     line_before: str
     text: str
+
+
+@dataclass
+class DocumentState:
+    """What the server keeps per open document (pygls keeps the text)."""
+
+    language: str = ""
+    ticket: int = 0  # the newest completion request's number: an older one still in its debounce gives way
+    shown: Shown | None = None
 
 
 class Protocol(LanguageServerProtocol):
@@ -110,9 +120,7 @@ class OssEdgeServer(LanguageServer):
         self.settings = Settings()
         self.ring = ChunkRing()
         self.link = RuntimeLink()
-        self.languages: dict[str, str] = {}
-        self.generation: dict[str, int] = {}
-        self.suggestions: dict[str, Suggestion] = {}
+        self.documents: dict[str, DocumentState] = {}
         self.active_uri: str | None = None
         self.root: str | None = None
         self.progress_supported = False
@@ -145,6 +153,14 @@ class OssEdgeServer(LanguageServer):
         if self.root and path.startswith(self.root.rstrip("/") + "/"):
             return path[len(self.root.rstrip("/")) + 1 :]
         return path
+
+    def state(self, uri: str) -> DocumentState:
+        """The server's state for `uri`, made on first use (a client may ask before didOpen's language arrives)."""
+        return self.documents.setdefault(uri, DocumentState())
+
+    def language(self, uri: str) -> str:
+        state = self.documents.get(uri)
+        return state.language if state else ""
 
     def document(self, uri: str) -> TextDocument | None:
         """Only documents the client opened: their text is what the user sees."""
@@ -203,7 +219,7 @@ class OssEdgeServer(LanguageServer):
 
     async def suggest(
         self, uri: str, position: types.Position, alternatives: int, selected: tuple[types.Range, str] | None
-    ) -> Suggested | None:
+    ) -> Answer | None:
         """Cleaned suggestions at a position, or None. Type-through, debounce and supersession happen here."""
         self.stats["requests"] += 1
         at = self.view_at(uri, position)
@@ -215,12 +231,13 @@ class OssEdgeServer(LanguageServer):
             remainder = self.type_through(uri, cursor, view.line_before)
             if remainder is not None:
                 self.stats["type_through"] += 1
-                return Suggested(document, lines, cursor, [remainder])
-        ticket = self.generation.get(uri, 0) + 1
-        self.generation[uri] = ticket
+                return Answer(document, lines, cursor, [remainder])
+        state = self.state(uri)
+        state.ticket += 1
+        ticket = state.ticket
         if self.settings.debounce_ms:
             await asyncio.sleep(self.settings.debounce_ms / 1000)
-        if self.generation.get(uri) != ticket:
+        if state.ticket != ticket or self.documents.get(uri) is not state:
             self.stats["superseded"] += 1
             return None
         prefix, line_before = view.prefix, view.line_before
@@ -232,23 +249,24 @@ class OssEdgeServer(LanguageServer):
         if not texts:
             return None
         if selected is None:
-            self.suggestions[uri] = Suggestion(cursor.line, view.line_before, texts[0])
+            state.shown = Shown(cursor.line, view.line_before, texts[0])
         self.stats["shown"] += 1
-        return Suggested(document, lines, cursor, texts)
+        return Answer(document, lines, cursor, texts)
 
     def enter(self, uri: str) -> None:
         """The user works in `uri` now: the file they left joins the neighbour snippets (the prompt's early part,
         which changes here and never on a keystroke)."""
         if self.active_uri != uri:
-            if self.active_uri is not None and self.active_uri in self.suggestions:
-                self.remember(self.active_uri, self.suggestions[self.active_uri].line)
+            left = self.documents.get(self.active_uri) if self.active_uri is not None else None
+            if self.active_uri is not None and left is not None and left.shown is not None:
+                self.remember(self.active_uri, left.shown.line)
             self.active_uri = uri
 
     def view_at(self, uri: str, position: types.Position) -> tuple[TextDocument, list[str], Cursor, Window] | None:
         """The document, its lines, the cursor and the code around it that a completion there sees; None where
         the server does not complete (unknown document, language turned off, binary text)."""
         document = self.document(uri)
-        if document is None or not self.settings.enabled_for(self.languages.get(uri, "")):
+        if document is None or not self.settings.enabled_for(self.language(uri)):
             return None
         lines = list(document.lines)
         if position.line == len(lines) and (not lines or lines[-1].endswith("\n")):
@@ -268,7 +286,7 @@ class OssEdgeServer(LanguageServer):
             prefix,
             uri=uri,
             path=self.relative_path(uri),
-            language=self.languages.get(uri, ""),
+            language=self.language(uri),
             neighbours=self.ring.neighbours(uri, self.settings.neighbour_chunks),
             multiline=multiline,
             max_tokens=self.settings.max_tokens,
@@ -311,7 +329,7 @@ class OssEdgeServer(LanguageServer):
 
     def type_through(self, uri: str, cursor: Cursor, line_before: str) -> str | None:
         """While the user types what the suggestion says, the rest of the suggestion, with no model work."""
-        last = self.suggestions.get(uri)
+        last = self.documents[uri].shown if uri in self.documents else None
         if last is None or last.line != cursor.line or not line_before.startswith(last.line_before):
             return None
         typed = line_before[len(last.line_before) :]
@@ -351,21 +369,20 @@ def did_change_configuration(ls: OssEdgeServer, params: types.DidChangeConfigura
 
 @SERVER.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: OssEdgeServer, params: types.DidOpenTextDocumentParams) -> None:
-    ls.languages[params.text_document.uri] = params.text_document.language_id
+    ls.documents[params.text_document.uri] = DocumentState(language=params.text_document.language_id)
     ls.remember(params.text_document.uri, 0)
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_DID_SAVE)
 def did_save(ls: OssEdgeServer, params: types.DidSaveTextDocumentParams) -> None:
-    last = ls.suggestions.get(params.text_document.uri)
-    ls.remember(params.text_document.uri, last.line if last else 0)
+    state = ls.documents.get(params.text_document.uri)
+    ls.remember(params.text_document.uri, state.shown.line if state and state.shown else 0)
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: OssEdgeServer, params: types.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
-    for table in (ls.languages, ls.generation, ls.suggestions):
-        table.pop(uri, None)
+    ls.documents.pop(uri, None)
     if ls.active_uri == uri:
         ls.active_uri = None
 
@@ -438,7 +455,7 @@ async def completion(ls: OssEdgeServer, params: types.CompletionParams) -> types
                 insert_text_format=types.InsertTextFormat.PlainText,
                 documentation=types.MarkupContent(
                     kind=types.MarkupKind.Markdown,
-                    value=f"```{ls.languages.get(params.text_document.uri, '')}\n{typed + text}\n```",
+                    value=f"```{ls.language(params.text_document.uri)}\n{typed + text}\n```",
                 ),
             )
         )
@@ -469,64 +486,10 @@ async def explain_selection(ls: OssEdgeServer, *args: Any) -> str | None:
     document = ls.document(uri)
     if document is None:
         raise JsonRpcInvalidParams.of(ValueError(f"{uri} is not open in the editor"))
-    code = document.text_in_client_range(range_).strip("\n")
-    if not code.strip():
+    selected = selection(document, range_)
+    if selected is None:
         return None
-    lines = list(document.lines)
-    start = document.position_codec.position_from_client_units(lines, range_.start).line
-    context = "".join(lines[max(0, start - 20) : start])
-    request_id = uuid.uuid4().hex[:12]
-    token = f"oss-edge-explain-{request_id}"
-    parts: list[str] = []
-    thinking: list[bool] = []
-    began = time.monotonic()
-
-    def on_chunk(channel: str, text: str) -> None:
-        if ls.shut_down:
-            return
-        ls.protocol.notify(
-            EXPLANATION_NOTIFICATION, {"id": request_id, "uri": uri, "channel": channel, "delta": text, "done": False}
-        )
-        if channel == "final":
-            parts.append(text)
-            if ls.progress_supported and token in ls.work_done_progress.tokens:
-                words = len("".join(parts).split())
-                ls.work_done_progress.report(token, types.WorkDoneProgressReport(message=f"{words} words"))
-        elif not parts and not thinking and ls.progress_supported and token in ls.work_done_progress.tokens:
-            thinking.append(True)
-            ls.work_done_progress.report(token, types.WorkDoneProgressReport(message="thinking…"))
-
-    await ls.show_progress(token, "begin", "explaining the selection", None, cancellable=True)
-    task = asyncio.current_task()
-    cancel_from_client = ls.work_done_progress.tokens.get(token)
-    if cancel_from_client is not None and task is not None:
-        # window/workDoneProgress/cancel cancels the token's future: stop the explanation with it
-        cancel_from_client.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
-    try:
-        result = await ls.link.run(
-            "explain",
-            {
-                "code": code,
-                "path": ls.relative_path(uri),
-                "language": ls.languages.get(uri, ""),
-                "context": context,
-                "reasoning": effort or ls.settings.explain_effort,
-                "max_tokens": ls.settings.explain_max_tokens,
-            },
-            on_chunk,
-            wait=True,
-        )
-    finally:
-        await ls.show_progress(token, "end", f"done in {time.monotonic() - began:.1f} s", None)
-    if result is None:
-        raise RuntimeError(f"the model is not available: {ls.link.last_error or 'no model configured'}")
-    markdown = result["text"].strip()
-    if not ls.shut_down:
-        ls.protocol.notify(
-            EXPLANATION_NOTIFICATION,
-            {"id": request_id, "uri": uri, "channel": "final", "delta": "", "done": True, "markdown": markdown},
-        )
-    return markdown
+    return await Explanation(ls, uri).run(*selected, effort)
 
 
 @SERVER.feature(STATUS_REQUEST)
@@ -551,6 +514,8 @@ def status(ls: OssEdgeServer, params: Any) -> dict[str, Any]:
         "requests": ls.stats["requests"],
         "typeThrough": ls.stats["type_through"],
         "warmed": ls.stats["warmed"],
+        # the effective settings the editors act on themselves, so that they need not repeat the defaults
+        "warmOnRestMs": ls.settings.warm_on_rest_ms,
     }
 
 

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from export.pipeline import check_memory, check_parity_memory, estimate_parity_m
 from export.safetensors_io import TensorInfo
 from export.synth import resolve_shape, tensor_plans
 from tests.conftest import REPO, oss_edge
+from tests.waiting import wait_until
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -198,14 +198,14 @@ def _start_export(source: Path, out: Path) -> subprocess.Popen[str]:
 
 
 def _wait_for_partial(parent: Path, name: str, proc: subprocess.Popen[str]) -> Path:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    def writing() -> Path | None:
         for candidate in parent.glob(f".{name}.partial-*"):
             if (candidate / "work" / "builder.log").exists():
                 return candidate
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    raise AssertionError("export never started writing")
+        return None
+
+    return wait_until(writing, "the export to start writing", timeout=120, interval=0.02)
 
 
 def test_killed_export_leaves_no_model_and_a_rerun_recovers(tiny_mxfp4: Path, tmp_path: Path) -> None:

@@ -7,8 +7,7 @@ import os
 import shutil
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from edge_runtime.client import connect
 from tests.conftest import keep_engine_busy, shutdown_daemon
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "editors" / "nvim"
@@ -25,16 +25,6 @@ BIN = Path(sys.executable).parent
 SOURCE = (
     "import math\n\n\ndef area(radius):\n    return math.pi * radius ** 2\n\n\ndef circumference(radius):\n    return "
 )
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -71,7 +61,7 @@ def open_python(nvim: pynvim.Nvim, tmp_path: Path) -> None:
     source.write_text(SOURCE + "\n")
     nvim.command(f"cd {tmp_path}")
     nvim.command(f"edit {source}")
-    wait_for(lambda: nvim.exec_lua("return #vim.lsp.get_clients({ bufnr = 0, name = 'oss_edge' })"), what="attach")
+    wait_until(lambda: nvim.exec_lua("return #vim.lsp.get_clients({ bufnr = 0, name = 'oss_edge' })"), what="attach")
 
 
 def wait_ready(nvim: pynvim.Nvim) -> None:
@@ -80,7 +70,7 @@ def wait_ready(nvim: pynvim.Nvim) -> None:
       local response = client:request_sync('ossEdge/status', nil, 5000, 0)
       return response and response.result and response.result.state
     """
-    wait_for(lambda: nvim.exec_lua(state) == "ready", what="the model")
+    wait_until(lambda: nvim.exec_lua(state) == "ready", what="the model")
 
 
 def test_enable_works_without_a_setup_call(nvim: pynvim.Nvim, tiny_int4: Path, tmp_path: Path, user_home: Path) -> None:
@@ -116,9 +106,9 @@ def test_completion_in_a_buffer_through_omnifunc(
     nvim.command("normal! G$")
     nvim.input("A<C-x><C-o>")
     # headless, there is no popup to see; the completion state is there all the same
-    wait_for(lambda: nvim.funcs.complete_info(["items"])["items"], timeout=30, what="the completion items")
+    wait_until(lambda: nvim.funcs.complete_info(["items"])["items"], timeout=30, what="the completion items")
     nvim.input("<C-y><Esc>")
-    wait_for(lambda: nvim.api.get_mode()["mode"] == "n", what="normal mode")
+    wait_until(lambda: nvim.api.get_mode()["mode"] == "n", what="normal mode")
     after = nvim.current.buffer[:]
     assert after[:-1] == before[:-1]
     assert after[-1].startswith(before[-1]) and len(after[-1]) > len(before[-1])
@@ -131,11 +121,11 @@ def test_explain_fills_a_floating_window_and_q_closes_it(
     nvim.command("4,5OssEdge explain low")
     window = nvim.current.window
     assert nvim.api.win_get_config(window)["relative"] == "editor"
-    wait_for(lambda: nvim.exec_lua("return require('oss_edge.explain').current().done"), what="the explanation")
+    wait_until(lambda: nvim.exec_lua("return require('oss_edge.explain').current().done"), what="the explanation")
     text = "\n".join(nvim.current.buffer[:])
     assert text.strip() and "Thinking" not in text
     nvim.input("q")
-    wait_for(lambda: nvim.exec_lua("return require('oss_edge.explain').current() == nil"), what="the window to close")
+    wait_until(lambda: nvim.exec_lua("return require('oss_edge.explain').current() == nil"), what="the window to close")
     assert not nvim.api.win_is_valid(window)
 
 
@@ -186,9 +176,9 @@ def test_closing_the_explanation_cancels_it_in_the_daemon(
     busy = other.run(keep_engine_busy(other.client))
     try:
         nvim.command("4,5OssEdge explain")
-        wait_for(lambda: other.run(other.client.call("status"))["queue"]["explain"], what="the queued explanation")
+        wait_until(lambda: other.run(other.client.call("status"))["queue"]["explain"], what="the queued explanation")
         nvim.input("q")
-        status = wait_for(
+        status = wait_until(
             lambda: (lambda s: s if not s["queue"]["explain"] else None)(other.run(other.client.call("status"))),
             what="the explanation to leave the queue",
         )
@@ -206,7 +196,7 @@ def test_a_resting_cursor_warms_the_cache(nvim: pynvim.Nvim, tiny_int4: Path, tm
     try:
         before = daemon.run(daemon.client.call("status"))["finish_reasons"].get("warmed", 0)
         nvim.input("G$")  # moved, not typed: 500 ms later (warmOnRestMs) the plugin asks for warming
-        status = wait_for(
+        status = wait_until(
             lambda: (lambda s: s if s["finish_reasons"].get("warmed", 0) > before else None)(
                 daemon.run(daemon.client.call("status"))
             ),

@@ -32,99 +32,29 @@ async def replay_typing(
     model_dir: Path, text: str, chars: int, rate: float, debounce_s: float, home: Path
 ) -> dict[str, Any]:
     socket = home / "bench.sock"
-    settings = Settings()
     session = EditorSession(
         {"modelDir": str(model_dir), "runtimeSocket": str(socket), "debounceMs": 0, "runtimeIdleExit": 120},
         on_message=lambda m: print(f"  [server] {m}", file=sys.stderr),
     )
     await session.start()
-    uri = session.open(home / "typed.py", "", "python")
-    await session.wait_ready(uri, 900)
+    typist = _Typist(session, session.open(home / "typed.py", "", "python"), home / "typed.py")
+    await session.wait_ready(typist.uri, 900)
     runtime = await connect(socket, client="oss-edge bench")
     before = await runtime.call("status")
-    sent = cancelled = empty = 0
-    shown: list[tuple[float, dict[str, Any]]] = []
-    cancelled_ids: set[str] = set()  # an answer already on its way when the cancel left is dropped, as an editor does
-    pending: tuple[str, asyncio.Future[Any], float, dict[str, Any]] | None = None
-    started = time.perf_counter()
-
-    def request_params() -> dict[str, Any]:
-        """What the server sends the runtime for the current document state (for the raw replay)."""
-        current = session.texts[uri]
-        lines = current.splitlines(keepends=True) or [""]
-        if current.endswith("\n"):
-            lines.append("")
-        cursor = Cursor(len(lines) - 1, len(lines[-1]))
-        view = window(lines, cursor, settings.prefix_tokens, settings.suffix_tokens, settings.chunk_lines)
-        return completion_request(
-            view,
-            view.prefix,
-            uri=uri,
-            path=str(home / "typed.py"),
-            language="python",
-            neighbours=[],
-            multiline=allows_multiline(settings.multiline, view),
-            max_tokens=settings.max_tokens,
-            time_budget_ms=settings.time_budget_ms,
-        )
-
-    async def settle(future: asyncio.Future[Any], began: float, params: dict[str, Any], msg_id: str) -> None:
-        nonlocal empty
-        try:
-            result = await future
-        except Exception:
-            return  # cancelled
-        if msg_id in cancelled_ids:
-            return
-        if result is None or not result.items:
-            empty += 1
-        else:
-            shown.append((time.perf_counter() - began, params))
-
-    tasks = []
-    interval = 1 / rate
-    for index, character in enumerate(text[:chars]):
-        await asyncio.sleep(max(0.0, started + index * interval - time.perf_counter()))
-        if pending is not None and not pending[1].done():
-            session.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=pending[0]))
-            cancelled_ids.add(pending[0])
-            cancelled += 1
-        session.type(uri, character)
-        if debounce_s >= interval and index + 1 < chars:
-            continue  # the next key always comes within the debounce: only the last key asks
-        await asyncio.sleep(debounce_s)
-        msg_id = f"bench-{index}"
-        params = request_params()
-        began = time.perf_counter()
-        future = asyncio.ensure_future(
-            session.client.protocol.send_request_async(
-                types.TEXT_DOCUMENT_INLINE_COMPLETION,
-                types.InlineCompletionParams(
-                    text_document=types.TextDocumentIdentifier(uri=uri),
-                    position=end_of(session.texts[uri]),
-                    context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
-                ),
-                msg_id=msg_id,
-            )
-        )
-        sent += 1
-        pending = (msg_id, future, began, params)
-        tasks.append(asyncio.ensure_future(settle(future, began, params, msg_id)))
-    await asyncio.gather(*tasks)
+    await typist.type(text[:chars], rate, debounce_s)
     after = await runtime.call("status")
-    lsp_pid = session.client._server.pid if session.client._server else None
-    lsp_rss = _rss(lsp_pid)
+    lsp_rss = _rss(session.client._server.pid if session.client._server else None)
     await session.stop()
 
-    raw = []
-    for _, params in shown:
+    raw = []  # the same requests straight to the runtime, without the language server
+    for _, params in typist.shown:
         began = time.perf_counter()
         await runtime.call("complete", params)
         raw.append(time.perf_counter() - began)
     await runtime.call("shutdown")
     await runtime.close()
 
-    lsp = [latency for latency, _ in shown]
+    lsp = [latency for latency, _ in typist.shown]
     prompt = after["cache"]["prompt_tokens"] - before["cache"]["prompt_tokens"]
     cached = after["cache"]["cached_tokens"] - before["cache"]["cached_tokens"]
     reasons = {k: v - before["finish_reasons"].get(k, 0) for k, v in after["finish_reasons"].items()}
@@ -132,10 +62,10 @@ async def replay_typing(
         "characters": chars,
         "rate_per_s": rate,
         "client_debounce_ms": round(debounce_s * 1000),
-        "requests_sent": sent,
-        "requests_cancelled_by_client": cancelled,
-        "suggestions_shown": len(shown),
-        "empty_answers": empty,
+        "requests_sent": typist.sent,
+        "requests_cancelled_by_client": typist.cancelled,
+        "suggestions_shown": len(typist.shown),
+        "empty_answers": typist.empty,
         "runtime_generations": after["cache"]["requests"] - before["cache"]["requests"],
         "runtime_finish_reasons": {k: v for k, v in reasons.items() if v},
         "lsp_latency_ms": {"p50": _ms(statistics.median(lsp)) if lsp else None, "p95": _ms(percentile(lsp, 0.95))},
@@ -147,6 +77,87 @@ async def replay_typing(
         "lsp_latency_samples_ms": [_ms(x) for x in lsp],
         "raw_latency_samples_ms": [_ms(x) for x in raw],
     }
+
+
+class _Typist:
+    """Types into one document of a real editor session, asking for a suggestion after each pause as an editor does,
+    cancelling the one still pending; counts what was sent, cancelled, shown and empty."""
+
+    def __init__(self, session: EditorSession, uri: str, path: Path) -> None:
+        self.session, self.uri, self.path = session, uri, path
+        self.settings = Settings()
+        self.sent = self.cancelled = self.empty = 0
+        self.shown: list[tuple[float, dict[str, Any]]] = []  # latency, and the runtime request it stood for
+        self.cancelled_ids: set[str] = set()  # an answer already on its way when its cancel left is dropped
+
+    async def type(self, text: str, rate: float, debounce_s: float) -> None:
+        tasks = []
+        pending: tuple[str, asyncio.Future[Any]] | None = None
+        interval = 1 / rate
+        started = time.perf_counter()
+        for index, character in enumerate(text):
+            await asyncio.sleep(max(0.0, started + index * interval - time.perf_counter()))
+            if pending is not None and not pending[1].done():
+                self.session.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=pending[0]))
+                self.cancelled_ids.add(pending[0])
+                self.cancelled += 1
+            self.session.type(self.uri, character)
+            if debounce_s >= interval and index + 1 < len(text):
+                continue  # the next key always comes within the debounce: only the last key asks
+            await asyncio.sleep(debounce_s)
+            msg_id = f"bench-{index}"
+            params = self.request_params()
+            future = self._ask(msg_id)
+            pending = (msg_id, future)
+            tasks.append(asyncio.ensure_future(self._settle(future, time.perf_counter(), params, msg_id)))
+        await asyncio.gather(*tasks)
+
+    def _ask(self, msg_id: str) -> asyncio.Future[Any]:
+        self.sent += 1
+        return asyncio.ensure_future(
+            self.session.client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION,
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=self.uri),
+                    position=end_of(self.session.texts[self.uri]),
+                    context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+                ),
+                msg_id=msg_id,
+            )
+        )
+
+    async def _settle(self, future: asyncio.Future[Any], began: float, params: dict[str, Any], msg_id: str) -> None:
+        try:
+            result = await future
+        except Exception:
+            return  # cancelled
+        if msg_id in self.cancelled_ids:
+            return
+        if result is None or not result.items:
+            self.empty += 1
+        else:
+            self.shown.append((time.perf_counter() - began, params))
+
+    def request_params(self) -> dict[str, Any]:
+        """What the server sends the runtime for the current document state (for the raw replay)."""
+        settings = self.settings
+        current = self.session.texts[self.uri]
+        lines = current.splitlines(keepends=True) or [""]
+        if current.endswith("\n"):
+            lines.append("")
+        cursor = Cursor(len(lines) - 1, len(lines[-1]))
+        view = window(lines, cursor, settings.prefix_tokens, settings.suffix_tokens, settings.chunk_lines)
+        return completion_request(
+            view,
+            view.prefix,
+            uri=self.uri,
+            path=str(self.path),
+            language="python",
+            neighbours=[],
+            multiline=allows_multiline(settings.multiline, view),
+            max_tokens=settings.max_tokens,
+            time_budget_ms=settings.time_budget_ms,
+        )
 
 
 def _ms(seconds: float) -> float:

@@ -273,29 +273,9 @@ def run(
             model_dir = ensure_model(shape, cache, quality)
             folder = open_model_folder(model_dir)
             for mode in kernels:
-                label = f"{shape} {quality} ({mode} kernels)"
-                print(f"measuring {label}: daemon", file=sys.stderr)
-                daemon = asyncio.run(measure_daemon(model_dir, context, decode_tokens, prefill_lengths, mode))
-                print(f"measuring {label}: raw engine", file=sys.stderr)
-                env = {QMOE_KERNEL_ENV: "fp32"} if daemon.get("kernels") == "compact" else {}
-                raw = measure_raw_engine(model_dir, daemon["prompt_tokens"], decode_tokens, threads, env)
+                results.append(_measure_row(shape, quality, mode, model_dir, context, decode_tokens, prefill_lengths))
+                results[-1]["layers"] = folder.layers
                 bandwidth.append(measure_read_bandwidth(threads))
-                results.append(
-                    {
-                        "shape": shape,
-                        "quality": quality,
-                        "kernels": daemon.get("kernels") or mode,
-                        "layers": folder.layers,
-                        "full_width": shape == "20b" or shape.startswith("slice:"),
-                        "model_bytes": folder_bytes(model_dir),
-                        "bytes": active_bytes_per_token(model_dir),
-                        "daemon": daemon,
-                        "raw": raw,
-                        "decode_vs_raw": round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3),
-                        "prefill_vs_raw": round(daemon["prefill_tokens_per_s"] / raw["prefill_tokens_per_s"], 3),
-                        "warm_ttft_vs_decode_step": round(daemon["ttft_warm_ms"] / daemon["decode_step_ms"], 2),
-                    }
-                )
     peak = max(bandwidth)
     for result in results:
         result["roofline_tokens_per_s"] = round(peak / result["bytes"]["active"], 1)
@@ -326,6 +306,37 @@ def run(
     (report_dir / "runtime.md").write_text(markdown(report))
     plot(report, report_dir / "runtime.png")
     return report
+
+
+def _measure_row(
+    shape: str,
+    quality: str,
+    mode: str,
+    model_dir: Path,
+    context: int,
+    decode_tokens: int,
+    prefill_lengths: tuple[int, ...],
+) -> dict[str, Any]:
+    """One shape, preset and kernel mode: through the daemon, then the raw engine on the same prompt."""
+    label = f"{shape} {quality} ({mode} kernels)"
+    print(f"measuring {label}: daemon", file=sys.stderr)
+    daemon = asyncio.run(measure_daemon(model_dir, context, decode_tokens, prefill_lengths, mode))
+    print(f"measuring {label}: raw engine", file=sys.stderr)
+    env = {QMOE_KERNEL_ENV: "fp32"} if daemon.get("kernels") == "compact" else {}
+    raw = measure_raw_engine(model_dir, daemon["prompt_tokens"], decode_tokens, physical_cores(), env)
+    return {
+        "shape": shape,
+        "quality": quality,
+        "kernels": daemon.get("kernels") or mode,
+        "full_width": shape == "20b" or shape.startswith("slice:"),
+        "model_bytes": folder_bytes(model_dir),
+        "bytes": active_bytes_per_token(model_dir),
+        "daemon": daemon,
+        "raw": raw,
+        "decode_vs_raw": round(daemon["decode_tokens_per_s"] / raw["decode_tokens_per_s"], 3),
+        "prefill_vs_raw": round(daemon["prefill_tokens_per_s"] / raw["prefill_tokens_per_s"], 3),
+        "warm_ttft_vs_decode_step": round(daemon["ttft_warm_ms"] / daemon["decode_step_ms"], 2),
+    }
 
 
 def extrapolate(results: list[dict[str, Any]], layers: int) -> dict[str, Any] | None:
@@ -446,7 +457,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     results = report["results"]
     first = _variant(results[0]) if results else ("fast", "auto")
-    first_mode = f"{first[0]} export, {first[1]}"
     wide = sorted((r for r in results if r.get("full_width") and _variant(r) == first), key=lambda r: r["layers"])
     figure, (speed, prefill, latency) = plt.subplots(1, 3, figsize=(16, 4.5))
 
@@ -454,50 +464,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
         differs = [v for v, f in zip(_variant(r), first, strict=True) if v != f]
         return r["shape"] + "".join(f"\n{v}" for v in differs)
 
+    lengths = report.get("prefill_lengths", [])
     if len({r["layers"] for r in wide}) >= 2:  # speed against depth, for one preset and kernel mode
-        depth = [r["layers"] for r in wide]
-        for label, values, style in (
-            ("roofline (memory bandwidth)", [r["roofline_tokens_per_s"] for r in wide], "k--"),
-            ("raw onnxruntime-genai", [r["raw"]["decode_tokens_per_s"] for r in wide], "s-"),
-            ("oss-edge daemon", [r["daemon"]["decode_tokens_per_s"] for r in wide], "o-"),
-        ):
-            speed.plot(depth, values, style, label=label)
-        for length in report.get("prefill_lengths", []):
-            values = [r["daemon"]["prefill"][str(length)]["tokens_per_s"] for r in wide]
-            prefill.plot(depth, values, "o-", label=f"{length}-token prompt")
-        for axis, title in (
-            (speed, f"Decode ({first_mode} kernels)"),
-            (prefill, f"Prefill, a new file ({first_mode} kernels)"),
-        ):
-            axis.set_xlabel("layers (gpt-oss-20b widths; 24 = the full model)")
-            axis.set_ylabel("tokens per second (log)")
-            axis.set_yscale("log")
-            axis.set_xticks(depth)
-            axis.set_title(title)
-            axis.grid(True, which="both", alpha=0.3)
-            axis.legend(fontsize=8)
+        _plot_against_depth(speed, prefill, wide, lengths, f"{first[0]} export, {first[1]}")
     elif results:  # one depth: each measured row side by side (presets, kernel modes)
-        x = np.arange(len(results))
-        series = (
-            ("roofline (memory bandwidth)", [r["roofline_tokens_per_s"] for r in results]),
-            ("raw onnxruntime-genai", [r["raw"]["decode_tokens_per_s"] for r in results]),
-            ("oss-edge daemon", [r["daemon"]["decode_tokens_per_s"] for r in results]),
-        )
-        width = 0.8 / len(series)
-        for i, (label, values) in enumerate(series):
-            speed.bar(x + (i - (len(series) - 1) / 2) * width, values, width=width, label=label)
-        lengths = report.get("prefill_lengths", [])
-        width = 0.8 / max(len(lengths), 1)
-        for i, length in enumerate(lengths):
-            values = [r["daemon"]["prefill"][str(length)]["tokens_per_s"] for r in results]
-            prefill.bar(x + (i - (len(lengths) - 1) / 2) * width, values, width=width, label=f"{length}-token prompt")
-        for axis, title in ((speed, "Decode"), (prefill, "Prefill, a new file")):
-            axis.set_xticks(x, [name(r) for r in results])
-            axis.set_ylabel("tokens per second")
-            axis.set_title(title)
-            axis.grid(True, axis="y", alpha=0.3)
-            axis.legend(fontsize=8)
-
+        _plot_side_by_side(speed, prefill, results, lengths, [name(r) for r in results])
     names = [name(r) for r in results]
     x = np.arange(len(names))
     for offset, label, values in (
@@ -513,3 +484,48 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _speed_series(rows: list[dict[str, Any]]) -> tuple[tuple[str, list[float]], ...]:
+    return (
+        ("roofline (memory bandwidth)", [r["roofline_tokens_per_s"] for r in rows]),
+        ("raw onnxruntime-genai", [r["raw"]["decode_tokens_per_s"] for r in rows]),
+        ("oss-edge daemon", [r["daemon"]["decode_tokens_per_s"] for r in rows]),
+    )
+
+
+def _plot_against_depth(speed: Any, prefill: Any, wide: list[dict[str, Any]], lengths: list[int], mode: str) -> None:
+    depth = [r["layers"] for r in wide]
+    for (label, values), style in zip(_speed_series(wide), ("k--", "s-", "o-"), strict=True):
+        speed.plot(depth, values, style, label=label)
+    for length in lengths:
+        values = [r["daemon"]["prefill"][str(length)]["tokens_per_s"] for r in wide]
+        prefill.plot(depth, values, "o-", label=f"{length}-token prompt")
+    for axis, title in ((speed, f"Decode ({mode} kernels)"), (prefill, f"Prefill, a new file ({mode} kernels)")):
+        axis.set_xlabel("layers (gpt-oss-20b widths; 24 = the full model)")
+        axis.set_ylabel("tokens per second (log)")
+        axis.set_yscale("log")
+        axis.set_xticks(depth)
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+
+
+def _plot_side_by_side(
+    speed: Any, prefill: Any, results: list[dict[str, Any]], lengths: list[int], names: list[str]
+) -> None:
+    x = np.arange(len(results))
+    series = _speed_series(results)
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        speed.bar(x + (i - (len(series) - 1) / 2) * width, values, width=width, label=label)
+    width = 0.8 / max(len(lengths), 1)
+    for i, length in enumerate(lengths):
+        values = [r["daemon"]["prefill"][str(length)]["tokens_per_s"] for r in results]
+        prefill.bar(x + (i - (len(lengths) - 1) / 2) * width, values, width=width, label=f"{length}-token prompt")
+    for axis, title in ((speed, "Decode"), (prefill, "Prefill, a new file")):
+        axis.set_xticks(x, names)
+        axis.set_ylabel("tokens per second")
+        axis.set_title(title)
+        axis.grid(True, axis="y", alpha=0.3)
+        axis.legend(fontsize=8)
