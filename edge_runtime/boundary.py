@@ -33,6 +33,10 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     except OssEdgeError as exc:
         print(f"oss-edge: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # the reader went away (`oss-edge doctor | head`): not a bug; stop writing, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.FAILED
     except Exception as exc:  # a bug: one line for the user, the traceback in a log
         log = logs_dir() / f"crash-{datetime.now():%Y%m%d-%H%M%S}.log"
         log.write_text(traceback.format_exc())

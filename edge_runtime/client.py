@@ -62,6 +62,10 @@ class RuntimeClient:
 
     @classmethod
     async def connect_unix(cls, path: Path, timeout: float = 5.0) -> RuntimeClient:
+        owner = _socket_owner(path)
+        if owner is not None and hasattr(os, "getuid") and owner != os.getuid():
+            # another user's daemon would read the code sent to it: never talk to one
+            raise DaemonUnavailable(f"{path} belongs to another user (uid {owner}); not connecting to it")
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
         except (OSError, asyncio.TimeoutError) as exc:
@@ -238,3 +242,10 @@ async def _start_and_connect(model_dir: Path, socket: Path, timeout: float, serv
 
 def read_tcp_info(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
+
+
+def _socket_owner(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_uid
+    except OSError:
+        return None

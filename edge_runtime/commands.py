@@ -1,4 +1,4 @@
-"""Command-line verbs of the runtime: `serve`, `status`, `stop`, and `bench runtime`."""
+"""Command-line verbs of the runtime: `serve`, `status`, `doctor`, `stop`."""
 
 from __future__ import annotations
 
@@ -66,6 +66,18 @@ def register(subparsers: Any) -> None:
     _socket_option(status)
     status.set_defaults(handler=_status)
 
+    doctor = subparsers.add_parser(
+        "doctor",
+        help="which model the language server would serve, and whether its daemon runs",
+        description="Say which model folder `oss-edge lsp` would serve (the one given, else the newest export), "
+        "whether it is a usable model folder, and whether a daemon serves it now. Exits NO_MODEL or "
+        "BAD_MODEL_FOLDER (docs/architecture.md) when the editors would have no model.",
+    )
+    doctor.add_argument("--model", type=Path, help="the model folder the editor is configured with (ossEdge.modelDir)")
+    _socket_option(doctor)
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.set_defaults(handler=_doctor)
+
     stop = subparsers.add_parser("stop", help="stop the daemon serving a model")
     stop.add_argument("--model", type=Path, help="the model folder the daemon serves")
     _socket_option(stop)
@@ -108,6 +120,14 @@ def _serve(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     print(json.dumps(asyncio.run(_ask(_socket_for(args), "status")), indent=2))
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from edge_runtime import doctor
+
+    report = doctor.diagnose(args.model, args.socket)
+    print(json.dumps(report, indent=2) if args.json else doctor.render(report))
+    return int(doctor.exit_code(report))
 
 
 def _stop(args: argparse.Namespace) -> int:

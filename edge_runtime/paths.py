@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -62,6 +63,24 @@ def runtime_dir() -> Path:
     if info.st_mode & 0o077:
         path.chmod(0o700)
     return path
+
+
+def unsafe_folder(path: Path) -> str | None:
+    """Why `path` must not hold this user's socket, or None: a symlink (it can be pointed elsewhere later), a
+    folder of another user, or one that others can write to (they could swap the socket for their own)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None  # made private on creation
+    if stat.S_ISLNK(info.st_mode):
+        return f"{path} is a symbolic link; give the socket a real folder"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a folder"
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return f"{path} belongs to another user (uid {info.st_uid})"
+    if info.st_mode & 0o022:
+        return f"{path} can be written by others (mode {stat.filemode(info.st_mode)}); chmod go-w it or choose another"
+    return None
 
 
 def _existing_parent(path: Path) -> Path:

@@ -44,7 +44,7 @@ from edge_runtime.harmony import (
     render_completion_prompt,
     render_explain_prompt,
 )
-from edge_runtime.paths import logs_dir
+from edge_runtime.paths import logs_dir, unsafe_folder
 from edge_runtime.protocol import (
     MAX_FRAME_BYTES,
     NOTIFICATION,
@@ -531,6 +531,9 @@ def configure_logging(log_file: Path) -> None:
 def serve(model_dir: Path, options: ServeOptions) -> int:
     """Run the daemon in the foreground until shutdown, SIGTERM, Ctrl-C or the idle timeout."""
     folder = open_model_folder(model_dir)
+    problem = unsafe_folder(options.socket.parent)
+    if problem:
+        raise SocketError(f"refusing to listen on {options.socket}: {problem}")
     options.socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = DaemonLock(options.socket.with_suffix(".lock"))
     if not lock.acquire():

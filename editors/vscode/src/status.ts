@@ -6,6 +6,7 @@ export interface ServerStatus {
   error?: string | null;
   lastLatencyMs?: number | null;
   tokensPerSecond?: number | null;
+  warmOnRestMs?: number | null; // the effective setting: the editor warms the cache after the cursor rests this long
 }
 
 export interface StatusView {

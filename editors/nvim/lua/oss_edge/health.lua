@@ -11,19 +11,6 @@ local function run(cmd)
   return result
 end
 
-local function model_dirs(settings)
-  if settings.modelDir and settings.modelDir ~= '' then
-    return { settings.modelDir }
-  end
-  local root = vim.env.OSS_EDGE_HOME and (vim.env.OSS_EDGE_HOME .. '/data/models')
-    or ((vim.env.XDG_DATA_HOME or (vim.env.HOME .. '/.local/share')) .. '/oss-edge/models')
-  local found = {}
-  for _, path in ipairs(vim.fn.glob(root .. '/*/manifest.json', false, true)) do
-    table.insert(found, vim.fn.fnamemodify(path, ':h'))
-  end
-  return found
-end
-
 function M.check()
   local health = vim.health
   local options = require('oss_edge.config').options
@@ -55,35 +42,41 @@ function M.check()
     return
   end
 
-  local models = model_dirs(options.settings or {})
-  if #models == 0 then
+  -- the CLI says which model the server would serve and whether its daemon runs: the plugin repeats none of it
+  local settings = options.settings or {}
+  local doctor_cmd = { cmd[1], 'doctor', '--json' }
+  if settings.modelDir and settings.modelDir ~= '' then
+    vim.list_extend(doctor_cmd, { '--model', settings.modelDir })
+  end
+  if settings.runtimeSocket and settings.runtimeSocket ~= '' then
+    vim.list_extend(doctor_cmd, { '--socket', settings.runtimeSocket })
+  end
+  local doctor = run(doctor_cmd)
+  local ok, report = pcall(vim.json.decode, doctor and doctor.stdout or '')
+  if not ok or type(report) ~= 'table' then
+    health.error(table.concat(doctor_cmd, ' ') .. ' failed', { 'Run it by hand to see the error' })
+    return
+  end
+  local model = report.model
+  if model.path == vim.NIL or model.path == nil then
     health.error('no model folder found', {
       'Run `oss-edge export` (downloads and converts gpt-oss-20b once)',
       "or set settings.modelDir to a folder made by `oss-edge export`",
     })
     return
   end
-  local model = models[1]
-  if vim.fn.filereadable(model .. '/genai_config.json') == 1 then
-    health.ok('model folder ' .. model)
-  else
-    health.error(model .. ' is not a model folder', { 'Export one with `oss-edge export`, then set settings.modelDir' })
+  if model.problem ~= vim.NIL and model.problem then
+    health.error(model.problem, { 'Export one with `oss-edge export`, then set settings.modelDir' })
     return
   end
-
-  local status_cmd = { cmd[1], 'status', '--model', model }
-  if options.settings and options.settings.runtimeSocket and options.settings.runtimeSocket ~= '' then
-    status_cmd = { cmd[1], 'status', '--socket', options.settings.runtimeSocket }
-  end
-  local status = run(status_cmd)
-  if status and status.code == 0 then
-    local ok, decoded = pcall(vim.json.decode, status.stdout)
-    if ok then
-      health.ok(string.format('the model is loaded (%s, %.2f GB resident, %s requests served)',
-        decoded.provider, decoded.memory.rss_bytes / 1e9, decoded.cache.requests))
-    else
-      health.ok('the model is loaded')
-    end
+  health.ok(string.format('model folder %s (%s)', model.path, model.chosen))
+  local daemon = report.daemon
+  if daemon.running then
+    local status = daemon.status
+    health.ok(string.format('the model is loaded (%s, %.2f GB resident, %s requests served)',
+      status.provider, status.memory.rss_bytes / 1e9, status.cache.requests))
+  elseif daemon.problem ~= vim.NIL and daemon.problem then
+    health.warn('the daemon: ' .. daemon.problem)
   else
     health.info('the model is not loaded yet: it starts with the first buffer oss-edge attaches to')
   end

@@ -6,12 +6,21 @@ function M.setup(opts)
   return require('oss_edge.config').setup(opts)
 end
 
+--- The server's effective warmOnRestMs per client (from `ossEdge/status`): the plugin repeats no defaults.
+local warm_delay = {}
+
+--- Ask the server for the settings the plugin acts on itself; refreshed on attach.
+local function fetch_settings(client)
+  client:request('ossEdge/status', nil, function(err, status)
+    if not err and type(status) == 'table' then
+      warm_delay[client.id] = tonumber(status.warmOnRestMs) or 0
+    end
+  end)
+end
+
 --- Cache warming: once the cursor has rested `warmOnRestMs` (no typing in between), ask the server to read the
 --- code around it into the model's cache, so that the first suggestion there comes from the cache.
-local function warm_on_rest(client, bufnr, delay)
-  if delay <= 0 then
-    return
-  end
+local function warm_on_rest(client, bufnr)
   local timer = assert(vim.uv.new_timer())
   local group = vim.api.nvim_create_augroup('oss_edge_warm_' .. bufnr, { clear = true })
   local last_tick = vim.b[bufnr].changedtick
@@ -23,7 +32,8 @@ local function warm_on_rest(client, bufnr, delay)
       local typed = tick ~= last_tick
       last_tick = tick
       timer:stop()
-      if typed then
+      local delay = warm_delay[client.id] or 0
+      if typed or delay <= 0 then
         return -- the cursor moved because of typing: that keystroke's own request fills the cache
       end
       timer:start(delay, 0, vim.schedule_wrap(function()
@@ -54,7 +64,8 @@ end
 --- Called when the server attaches to a buffer: turn on the completion UI this Neovim has.
 function M.attach(client, bufnr)
   local options = require('oss_edge.config').options
-  warm_on_rest(client, bufnr, tonumber((options.settings or {}).warmOnRestMs) or 500)
+  fetch_settings(client)
+  warm_on_rest(client, bufnr)
   if options.inline and vim.lsp.inline_completion then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
   elseif vim.lsp.completion then
