@@ -36,7 +36,7 @@ def _register_synth(subparsers: Any) -> None:
         default="tiny",
         help="tiny (seconds to build), tiny-120b (the 120b layout at small width), stand-in (the trained "
         "stand-in's shape, here with random weights), slice:N "
-        "(gpt-oss-20b widths, N layers), or 20b (all 24 layers, ~13.8 GB)",
+        "(gpt-oss-20b widths, N layers), or 20b (all 24 layers, the release's size)",
     )
     synth.add_argument(
         "--format",
@@ -116,9 +116,9 @@ def _add_check_options(export: argparse.ArgumentParser) -> None:
     export.add_argument(
         "--in-memory",
         action="store_true",
-        help="convert with the model builder holding the whole model in memory, as it does on its own (about "
-        "40 GB for gpt-oss-20b); by default int4/int8 exports convert layer by layer in a few GB and write the "
-        "same files",
+        help="convert with the model builder holding the whole model in memory, as it does on its own (many "
+        "times the memory: docs/bench/export.md); by default int4/int8 exports convert layer by layer and write "
+        "the same files",
     )
     export.add_argument(
         "--skip-memory-check",
