@@ -166,13 +166,13 @@ class OssEdgeServer(LanguageServer):
         """Only documents the client opened: their text is what the user sees."""
         if not self.ready_for_requests:
             raise JsonRpcServerNotInitialized("initialize first")
-        document = self.workspace.text_documents.get(uri)
+        document = self.workspace.text_documents.get(unquote(uri))  # pygls keys its documents unquoted
         if document is None or len(document.source) > MAX_DOCUMENT_CHARS:
             return None
         return document
 
     def remember(self, uri: str, around: int) -> None:
-        document = self.workspace.text_documents.get(uri)
+        document = self.workspace.text_documents.get(unquote(uri))  # pygls keys its documents unquoted
         if document is not None and "\x00" not in document.source[:4096]:
             lines = list(document.lines)
             self.ring.add(uri, self.relative_path(uri), lines, around, self.settings.chunk_lines)
