@@ -329,9 +329,11 @@ class Scheduler:
             self.worst_cancel_ms = max(self.worst_cancel_ms, latency)
         if job.slot is not None and job.slot.owner is job:
             job.slot.owner = None
+        # the cache's figures count the prompts that were read: one cancelled while it queued was never looked up
+        read = job.cached_tokens is not None
         for key, value in (
             ("requests", 1),
-            ("prompt_tokens", len(job.prompt.ids)),
+            ("prompt_tokens", len(job.prompt.ids) if read else 0),
             ("cached_tokens", job.cached_tokens or 0),
             ("generated_tokens", len(job.generated)),
         ):
