@@ -119,3 +119,26 @@ def test_bench_runtime_measures_each_preset_side_by_side(tmp_path: Path) -> None
     text = (report / "runtime.md").read_text()
     assert "| tiny fast (" in text and "| tiny balanced (" in text
     assert (report / "runtime.png").read_bytes()[:8] == PNG
+
+
+def test_bench_reliability_fuzzes_and_soaks_the_real_daemon(tmp_path: Path) -> None:
+    report_dir = tmp_path / "report"
+    result = oss_edge(
+        "bench", "reliability", "--frames", "400", "--connections", "50", "--soak", "2100",
+        "--report", str(report_dir), "--cache", str(tmp_path / "c"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((report_dir / "reliability.json").read_text())
+    fuzz = report["fuzz"]
+    assert fuzz["frames"] >= 400 and fuzz["connections"] >= 50
+    assert fuzz["error_replies"] > fuzz["frames"] / 2  # most hostile frames get a wire error, not silence
+    assert fuzz["silent_drops"] == 0 and not fuzz["daemon_crashed"] and report["tracebacks"]["count"] == 0
+    assert fuzz["honest"]["requests"] > 0 and fuzz["honest"]["errors"] == 0
+    windows = report["soak"]["windows"]
+    assert [w["requests"] for w in windows] == [1000, 2000, 2100] and report["soak"]["errors"] == 0
+    # typing through a file, cancelling every other request: the cache serves nearly all of each prompt
+    assert all(w["cached_share"] > 0.98 for w in windows)
+    assert windows[-1]["fds"] == windows[0]["fds"]
+    text = (report_dir / "reliability.md").read_text()
+    assert "| no silent drop of a request | yes |" in text and "oss-edge bench reliability" in text
+    assert (report_dir / "reliability.png").read_bytes()[:8] == PNG

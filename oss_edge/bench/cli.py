@@ -26,6 +26,7 @@ def register(subparsers: Any) -> None:
     _register_quality(targets)
     _register_runtime(targets)
     _register_lsp(targets)
+    _register_reliability(targets)
     _register_all(targets)
     assemble = targets.add_parser(
         "report",
@@ -140,6 +141,25 @@ def _register_lsp(targets: Any) -> None:
     bench.set_defaults(handler=_lsp)
 
 
+def _register_reliability(targets: Any) -> None:
+    bench = targets.add_parser(
+        "reliability",
+        help="hostile frames and a keystroke soak against the real daemon",
+        description="Start the daemon on a synthetic model; measure an honest client alone, then while hostile "
+        "frames arrive (random bytes, truncated and oversized messages, deep nesting, wrong types in every field, "
+        "bad ids, byte-by-byte trickle) and connections are opened and dropped; then type through a real file "
+        "with two clients, cancelling every other request. Write reliability.json, reliability.md and "
+        "reliability.png to the report folder, with the bars each figure is held to.",
+    )
+    bench.add_argument("--shape", default="tiny", help="synthetic shape the daemon serves (default tiny)")
+    bench.add_argument("--frames", type=int, default=10_000, help="hostile frames (default 10000)")
+    bench.add_argument("--connections", type=int, default=2_000, help="connections opened and dropped (default 2000)")
+    bench.add_argument("--soak", type=int, default=10_000, help="keystroke requests in the soak (0: none)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the hostile frames")
+    add_bench_options(bench)
+    bench.set_defaults(handler=_reliability)
+
+
 def _register_all(targets: Any) -> None:
     every = targets.add_parser(
         "all",
@@ -224,6 +244,13 @@ def _lsp(args: argparse.Namespace) -> int:
     shapes = args.shape or DEFAULT_LSP_SHAPES
     report = lsp.run(shapes, args.report, args.cache, args.source, args.chars, args.rate, args.debounce)
     return _written(lsp.markdown(report), args.report)
+
+
+def _reliability(args: argparse.Namespace) -> int:
+    from oss_edge.bench import reliability
+
+    report = reliability.run(args.shape, args.report, args.cache, args.frames, args.connections, args.soak, args.seed)
+    return _written(reliability.markdown(report), args.report)
 
 
 def _all(args: argparse.Namespace) -> int:
