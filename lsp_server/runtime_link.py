@@ -137,7 +137,11 @@ class RuntimeLink:
                 return None
             try:
                 pending = await client.start(method, params, on_chunk)
-                return await _await_or_cancel(client, pending)
+                return await _await_or_cancel(client, pending, _patience(params))
+            except DaemonStalled as exc:
+                self.last_error = str(exc)
+                log.warning("%s; the %s request gets no answer", exc, method)
+                return None
             except DaemonUnavailable as exc:
                 log.warning("runtime went away (%s); %s", exc, "restarting it" if attempt == 0 else "giving up")
                 self.client = None
@@ -154,14 +158,46 @@ class RuntimeLink:
             self.client = None
 
 
-async def _await_or_cancel(client: RuntimeClient, pending: PendingCall) -> dict[str, Any]:
+class DaemonStalled(DaemonUnavailable):
+    """The daemon holds its connection open but answers nothing, not even `status` (stopped, or hung)."""
+
+
+PING_TIMEOUT_S = 1.0
+EXPLAIN_PATIENCE_S = 5.0
+
+
+def _patience(params: dict[str, Any]) -> float:
+    """How long a request may go unanswered before the daemon is asked whether it still lives: a completion's
+    own time budget (a slow prefill on a live daemon passes the check and goes on), else a few seconds."""
+    budget = params.get("time_budget_ms")
+    return budget / 1000 if isinstance(budget, (int, float)) and budget > 0 else EXPLAIN_PATIENCE_S
+
+
+async def _await_or_cancel(client: RuntimeClient, pending: PendingCall, patience: float) -> dict[str, Any]:
+    """The request's answer; each time `patience` passes without it, `status` must answer within a second (the
+    daemon's loop answers it even while the engine works), or the request gives up: an editor never hangs on a
+    stopped daemon."""
     try:
-        result: dict[str, Any] = await asyncio.shield(pending.future)
-        return result
+        while True:
+            done, _ = await asyncio.wait({asyncio.shield(pending.future)}, timeout=patience)
+            if done:
+                result: dict[str, Any] = done.pop().result()
+                return result
+            try:
+                await client.call("status", timeout=PING_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                _cancel_later(client, pending)
+                raise DaemonStalled(f"the daemon has not answered for {patience + PING_TIMEOUT_S:.1f} s") from None
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.cancel(pending), 2.0)
         raise
+
+
+def _cancel_later(client: RuntimeClient, pending: PendingCall) -> None:
+    """Ask the daemon to drop the abandoned request whenever it runs again; nobody waits for the reply."""
+    task = asyncio.get_event_loop().create_task(client.cancel(pending))
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _weight_bytes(model_dir: Path) -> int:

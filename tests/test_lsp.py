@@ -366,6 +366,26 @@ async def test_a_dead_daemon_is_restarted_by_the_next_requests(client: LanguageC
     assert (await runtime_status(user_home))["pid"] != status["pid"]
 
 
+@pytest.mark.lsp_options(timeBudgetMs=800)
+async def test_a_stopped_daemon_never_hangs_the_editor(client: LanguageClient, user_home: Path) -> None:
+    await ready(client)
+    open_document(client, URI, SOURCE)
+    pid = (await runtime_status(user_home))["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        began = asyncio.get_running_loop().time()
+        answers = [await inline(client, URI, end_of(SOURCE)) for _ in range(2)]
+        waited = asyncio.get_running_loop().time() - began
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # each request gave up after its time budget and a one-second liveness check, with nothing shown
+    assert answers == [None, None] and waited < 2 * (0.8 + 1.0) + 2.0
+    assert not client.messages  # nothing the user did wrong: no warning
+    # the daemon carries on once it runs again, and serves the same connection
+    await ready(client)
+    assert (await runtime_status(user_home))["pid"] == pid
+
+
 @pytest.mark.lsp_options(modelDir="")
 async def test_without_a_model_one_message_says_what_to_run(client: LanguageClient) -> None:
     await until(lambda: client.messages, "a message", interval=0.02)
