@@ -12,6 +12,11 @@ from edge_runtime.engine import DEFAULT_MAX_LENGTH, KERNELS, PROVIDERS
 
 
 def register(subparsers: Any) -> None:
+    _register_serve(subparsers)
+    _register_queries(subparsers)
+
+
+def _register_serve(subparsers: Any) -> None:
     serve = subparsers.add_parser(
         "serve",
         help="run the resident daemon for a model folder (one per user and model)",
@@ -61,6 +66,9 @@ def register(subparsers: Any) -> None:
     )
     serve.set_defaults(handler=_serve)
 
+
+def _register_queries(subparsers: Any) -> None:
+    """The verbs that ask about (or stop) a daemon rather than run one."""
     status = subparsers.add_parser("status", help="show what the daemon serving a model is doing")
     status.add_argument("--model", type=Path, help="the model folder the daemon serves")
     _socket_option(status)

@@ -29,6 +29,7 @@ RECENT = 32  # requests kept for the status figures
 # Kinds a newer completion for the same document replaces, and kinds that give way to any waiting completion.
 SAME_DOCUMENT = ("complete", "warm")
 BACKGROUND = ("explain", "warm")
+MAX_REMEMBERED_CLIENTS = 256
 
 
 @dataclass(eq=False)
@@ -85,6 +86,8 @@ class Scheduler:
         self.worst_cancel_ms = 0.0
         self.totals = {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0, "generated_tokens": 0}
         self.finish_reasons: dict[str, int] = {}
+        self.served: dict[int, int] = {}  # client -> when a completion of its last started (round-robin)
+        self.serving = 0
         self.thread = threading.Thread(target=self._loop, name="oss-edge-engine", daemon=True)
 
     def start(self) -> None:
@@ -216,11 +219,19 @@ class Scheduler:
                         queue.remove(job)
 
     def _next(self) -> Job | None:
-        """The first completion, else the first explanation; cancelled queued jobs end here without running."""
-        for queue in (self.completions, self.explains):
-            if queue:
-                return queue[0]
-        return None
+        """A completion, else the first explanation; cancelled queued jobs end here without running. Among
+        completions, the oldest of the client served least recently: a client that queues many (another editor,
+        a script) cannot make one that asks for a single suggestion wait behind all of them."""
+        if self.completions:
+            order = {id(job): n for n, job in enumerate(self.completions)}
+            job = min(self.completions, key=lambda j: (self.served.get(j.client, -1), order[id(j)]))
+            self.serving += 1
+            self.served[job.client] = self.serving
+            if len(self.served) > MAX_REMEMBERED_CLIENTS:
+                waiting = {j.client for j in self.completions}
+                self.served = {c: t for c, t in self.served.items() if c in waiting}
+            return job
+        return self.explains[0] if self.explains else None
 
     def _completion_waiting(self) -> bool:
         return any(job.cancel_reason is None for job in self.completions)

@@ -166,28 +166,35 @@ PING_TIMEOUT_S = 1.0
 EXPLAIN_PATIENCE_S = 5.0
 
 
-def _patience(params: dict[str, Any]) -> float:
-    """How long a request may go unanswered before the daemon is asked whether it still lives: a completion's
-    own time budget (a slow prefill on a live daemon passes the check and goes on), else a few seconds."""
+def _patience(params: dict[str, Any]) -> tuple[float, float]:
+    """How long a request may go unanswered before the daemon is asked whether it still lives, and how long that
+    check may take: together a completion's own time budget (a slow prefill on a live daemon passes the check
+    and goes on); an explanation has none, and gets a few seconds."""
     budget = params.get("time_budget_ms")
-    return budget / 1000 if isinstance(budget, (int, float)) and budget > 0 else EXPLAIN_PATIENCE_S
+    if not isinstance(budget, (int, float)) or budget <= 0:
+        return EXPLAIN_PATIENCE_S, PING_TIMEOUT_S
+    ping = min(PING_TIMEOUT_S, budget / 2000)
+    return budget / 1000 - ping, ping
 
 
-async def _await_or_cancel(client: RuntimeClient, pending: PendingCall, patience: float) -> dict[str, Any]:
-    """The request's answer; each time `patience` passes without it, `status` must answer within a second (the
-    daemon's loop answers it even while the engine works), or the request gives up: an editor never hangs on a
-    stopped daemon."""
+async def _await_or_cancel(
+    client: RuntimeClient, pending: PendingCall, patience: tuple[float, float]
+) -> dict[str, Any]:
+    """The request's answer; each time `patience[0]` passes without it, `status` must answer within `patience[1]`
+    (the daemon's loop answers it even while the engine works), or the request gives up: an editor never hangs
+    on a stopped daemon."""
+    wait, ping = patience
     try:
         while True:
-            done, _ = await asyncio.wait({asyncio.shield(pending.future)}, timeout=patience)
+            done, _ = await asyncio.wait({asyncio.shield(pending.future)}, timeout=wait)
             if done:
                 result: dict[str, Any] = done.pop().result()
                 return result
             try:
-                await client.call("status", timeout=PING_TIMEOUT_S)
+                await client.call("status", timeout=ping)
             except asyncio.TimeoutError:
                 _cancel_later(client, pending)
-                raise DaemonStalled(f"the daemon has not answered for {patience + PING_TIMEOUT_S:.1f} s") from None
+                raise DaemonStalled(f"the daemon has not answered for {wait + ping:.1f} s") from None
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.cancel(pending), 2.0)

@@ -688,3 +688,26 @@ def test_doctor_says_which_model_is_served_and_whether_its_daemon_runs(
     wrong = oss_edge("doctor", "--json", "--model", str(tmp_path), env=empty)
     assert wrong.returncode == ExitCode.BAD_MODEL_FOLDER
     assert "not an exported model folder" in json.loads(wrong.stdout)["model"]["problem"]
+
+
+def test_a_client_with_one_request_is_not_queued_behind_another_clients_many(slow_daemon: Daemon) -> None:
+    async def go() -> list[str]:
+        busy, one = await client_of(slow_daemon), await client_of(slow_daemon)
+        finished: list[str] = []
+
+        async def tracked(client: RuntimeClient, name: str) -> None:
+            params = {"prefix": f"# {name}\nx = ", "path": f"{name}.py", "max_tokens": 12, "ignore_eos": True}
+            await client.call("complete", params, timeout=120)
+            finished.append(name)
+
+        many = [asyncio.ensure_future(tracked(busy, f"busy{i}")) for i in range(5)]
+        await until(lambda: running_kind(busy), "the busy client's first completion to run", interval=0.001)
+        await tracked(one, "one")
+        await asyncio.gather(*many)
+        await busy.close()
+        await one.close()
+        return finished
+
+    finished = run(go)
+    # the running completion ends first, then the other client's single one: round-robin between clients
+    assert finished.index("one") == 1, finished

@@ -378,8 +378,8 @@ async def test_a_stopped_daemon_never_hangs_the_editor(client: LanguageClient, u
         waited = asyncio.get_running_loop().time() - began
     finally:
         os.kill(pid, signal.SIGCONT)
-    # each request gave up after its time budget and a one-second liveness check, with nothing shown
-    assert answers == [None, None] and waited < 2 * (0.8 + 1.0) + 2.0
+    # each request gave up within its time budget (a liveness check at its end), with nothing shown
+    assert answers == [None, None] and waited < 2 * 0.8 + 2.0
     assert not client.messages  # nothing the user did wrong: no warning
     # the daemon carries on once it runs again, and serves the same connection
     await ready(client)

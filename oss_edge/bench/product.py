@@ -185,7 +185,11 @@ async def through_the_product(
     await session.start()
     try:
         await _ready(session, work)
-        outcomes = [await _suggest(session, relay, work, case) for case in cases]
+        outcomes = []
+        for done, case in enumerate(cases, 1):
+            outcomes.append(await _suggest(session, relay, work, case))
+            if done % 50 == 0 or done == len(cases):
+                print(f"product: {done}/{len(cases)} cursor positions", file=sys.stderr, flush=True)
         explained = await explanations(session, work, functions)
     finally:
         await session.stop()
@@ -240,7 +244,9 @@ def fill_reference(checkpoint: Path, model_dir: Path, outcomes: list[Outcome], k
         codec = HarmonyCodec(Tokenizer.from_file(str(model_dir / "tokenizer.json")))
         today = date.today().isoformat()
         with torch.no_grad():
-            for outcome in missing:
+            for done, outcome in enumerate(missing, 1):
+                if done % 50 == 0:
+                    print(f"product: reference {done}/{len(missing)}", file=sys.stderr, flush=True)
                 assert outcome.request is not None
                 known[request_key(outcome.request)] = _reference_one(model, codec, outcome.request, today)
     for outcome in outcomes:
@@ -295,7 +301,9 @@ for job in jobs:
     model.eval(job["ids"])
     generated = []
     for _ in range(job["max_tokens"]):
-        token = int(np.argmax(model.scores[model.n_tokens - 1]))
+        # without logits_all the wrapper keeps no scores: the last position's logits, from the context itself
+        last = np.ctypeslib.as_array(model._ctx.get_logits_ith(-1), shape=(model.n_vocab(),))
+        token = int(np.argmax(last))
         if token in job["ends"]:
             break
         generated.append(token)
@@ -388,7 +396,17 @@ def completion_figures(outcomes: list[Outcome]) -> dict[str, Any]:
     )
     if any(o.reference is not None for o in outcomes):
         figures["reference_fp32"] = score([(o.reference, o.position.truth) for o in outcomes])
+        figures["same_as_fp32"] = same_first_line([o.raw for o in outcomes], outcomes)
     return figures
+
+
+def same_first_line(texts: Sequence[str | None], outcomes: list[Outcome]) -> float | None:
+    """The share of prompts whose first line equals the fp32 reference's: what quantization changes in what users
+    see, whether or not the model is right (the weak stand-in rarely is)."""
+    pairs = [(t, o.reference) for t, o in zip(texts, outcomes, strict=True) if o.reference is not None]
+    if not pairs:
+        return None
+    return round(sum(first_line(t or "") == first_line(r or "") for t, r in pairs) / len(pairs), 4)
 
 
 def examples(outcomes: list[Outcome], count: int = 12) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ with llama-cpp-python are given.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -289,11 +290,28 @@ def _product_figures(
     outcomes, explained = product.measure(
         model_dir, cache / "product-work", options.positions, options.explanations, options.seed
     )
+    # the reference's texts depend on the checkpoint and the prompt only: kept between runs beside the checkpoint
+    kept = cache / f"{checkpoint.name}-product-reference.json"
+    stamp = _weights_digest(checkpoint)
+    if not options.reference and kept.is_file():
+        saved = json.loads(kept.read_text())
+        if saved.get("checkpoint") == stamp:
+            options.reference.update(saved["texts"])
     product.fill_reference(checkpoint, model_dir, outcomes, options.reference)
+    kept.write_text(json.dumps({"checkpoint": stamp, "texts": options.reference}))
     figures = product.completion_figures(outcomes)
     figures["explain"] = explained
     figures["examples"] = product.examples(outcomes)
     return figures, outcomes
+
+
+def _weights_digest(checkpoint: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        with open(path, "rb") as handle:
+            while block := handle.read(8 << 20):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _llama_cpp_product(work: Path, python: str, model_dir: Path, outcomes: list[Any]) -> dict[str, Any]:
@@ -303,7 +321,11 @@ def _llama_cpp_product(work: Path, python: str, model_dir: Path, outcomes: list[
     print("llama.cpp: decoding the product's prompts", file=sys.stderr)
     texts = product.llama_cpp_texts(work / "model-mxfp4-moe.gguf", python, model_dir, outcomes, physical_cores())
     pairs = [(text, o.position.truth) for text, o in zip(texts, outcomes, strict=True)]
-    return {"product": product.score(pairs), "by_kind": product.by_kind(pairs, outcomes)}
+    return {
+        "product": product.score(pairs),
+        "by_kind": product.by_kind(pairs, outcomes),
+        "same_as_fp32": product.same_first_line(texts, outcomes),
+    }
 
 
 def _reference_row(shape: str, outcomes: list[Any], options: ProductOptions) -> dict[str, Any]:
@@ -396,11 +418,13 @@ def product_markdown(report: dict[str, Any]) -> list[str]:
         "`oss-edge lsp` session with default settings. Exact line: the suggestion's first line equals the true "
         "one; accepted: the share of the true code's characters the suggestion gets right from the start (longest "
         "common prefix); empty: no suggestion. The fp32 reference decodes the very prompts the daemon rendered "
-        "(greedy, the same stops) with transformers in fp32, without the language server's clean-up.",
+        "(greedy, the same stops) with transformers in fp32, without the language server's clean-up; `as fp32` is "
+        "the share of prompts whose first line (before clean-up) equals the reference's: what quantization changes "
+        "in what users see, right or wrong.",
         "",
-        "| model | preset | exact line | accepted chars | empty | " + " | ".join(product_kinds()) + " | "
+        "| model | preset | exact line | accepted chars | empty | as fp32 | " + " | ".join(product_kinds()) + " | "
         "explanations in the final channel | cut by clean-up |",
-        "|---|---|---|---|---|" + "---|" * len(product_kinds()) + "---|---|",
+        "|---|---|---|---|---|---|" + "---|" * len(product_kinds()) + "---|---|",
     ]
     for r in rows:
         p = r["product"]
@@ -408,13 +432,14 @@ def product_markdown(report: dict[str, Any]) -> list[str]:
         kinds = " | ".join(f"{p['by_kind'][k]['exact_line']:.3f}" if "by_kind" in p else "" for k in product_kinds())
         explain = p.get("explain") or {}
         shown = f"{explain['final_channel_share']:.2f} of {explain['functions']}" if explain else ""
+        same = f"{p['same_as_fp32']:.3f}" if p.get("same_as_fp32") is not None else ""
         lines.append(
             f"| {r['shape']} | {r['variant']} | {main['exact_line']:.3f} | {main['accepted_chars']:.3f} | "
-            f"{main['empty']:.3f} | {kinds} | {shown} | {p.get('cut_by_cleanup', '')} |"
+            f"{main['empty']:.3f} | {same} | {kinds} | {shown} | {p.get('cut_by_cleanup', '')} |"
         )
     lines += [
         "",
-        "Exact line by cursor layout in the columns after `empty`.",
+        "Exact line by cursor layout in the columns after `as fp32`.",
         "",
         "![exact lines by preset](quality_product.png)",
         "",

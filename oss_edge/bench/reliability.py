@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import statistics
 import struct
 import subprocess
@@ -20,11 +21,13 @@ from typing import Any
 import msgpack
 import numpy as np
 import psutil
+from lsprotocol import types
 
-from edge_runtime.client import RuntimeClient, connect
+from edge_runtime.client import connect
 from edge_runtime.protocol import FrameReader, notification, request
 from lsp_server.config import Settings
 from lsp_server.context import Cursor, allows_multiline, completion_request, window
+from lsp_server.session import EditorSession
 from oss_edge.bench.common import ensure_model, machine, oss_edge_command, percentile
 
 STALL_S = 1.0  # an honest request slower than this is a stall
@@ -89,7 +92,16 @@ class Tally:
             self.examples.append(what[:200])
 
 
-def run(shape: str, report_dir: Path, cache: Path, frames: int, connections: int, soak: int, seed: int) -> dict:
+def run(
+    shape: str,
+    report_dir: Path,
+    cache: Path,
+    frames: int,
+    connections: int,
+    soak: int,
+    seed: int,
+    with_faults: bool = True,
+) -> dict[str, Any]:
     report_dir.mkdir(parents=True, exist_ok=True)
     model_dir = ensure_model(shape, cache)
     with tempfile.TemporaryDirectory(prefix="oss-edge-reliability-") as home:
@@ -97,14 +109,16 @@ def run(shape: str, report_dir: Path, cache: Path, frames: int, connections: int
         daemon.start()
         try:
             print("reliability: the honest client alone", file=sys.stderr)
-            alone = asyncio.run(_honest_alone(daemon.socket, 200))
+            alone = _Honest(daemon.socket, Path(home), 200).finish()
             print(f"reliability: {frames} hostile frames, {connections} dropped connections", file=sys.stderr)
-            fuzz = asyncio.run(_fuzz(daemon.socket, frames, connections, seed))
+            fuzz = asyncio.run(_fuzz(daemon.socket, Path(home), frames, connections, seed))
             crashed_in_fuzz = daemon.process.poll() is not None
             soaked = {} if crashed_in_fuzz or soak <= 0 else _soak(daemon, soak)
         finally:
             daemon.stop()
         tracebacks = daemon.tracebacks()
+        print("reliability: faults (kill -9, SIGSTOP, a killed language server, racing daemons)", file=sys.stderr)
+        faulted = faults(model_dir, Path(home)) if with_faults else {}
     report = {
         "benchmark": "reliability",
         "machine": machine(),
@@ -113,6 +127,7 @@ def run(shape: str, report_dir: Path, cache: Path, frames: int, connections: int
         "fuzz": {**fuzz, "daemon_crashed": crashed_in_fuzz},
         "tracebacks": tracebacks,
         "soak": soaked,
+        "faults": faulted,
         "command": f"oss-edge bench reliability --shape {shape} --frames {frames} --connections {connections} "
         f"--soak {soak} --seed {seed}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -160,20 +175,18 @@ class _Daemon:
         return {"count": len(found), "first": [t.strip().splitlines()[-1][:200] for t in found[:5]]}
 
 
-async def _honest_alone(socket: Path, count: int) -> dict[str, Any]:
-    client = await connect(socket, client="honest")
-    try:
-        return _latency_figures(await _honest_requests(client, count, None))
-    finally:
-        await client.close()
+_HONEST = """
+import asyncio, json, sys, time
+from pathlib import Path
+from edge_runtime.client import connect
 
-
-async def _honest_requests(client: RuntimeClient, count: int | None, stop: asyncio.Event | None) -> list[Any]:
-    """Alternate `status` and a short completion, as an editor does; returns latencies, or the error met."""
-    samples: list[Any] = []
-    params = {"prefix": "def area(radius):\n    return ", "path": "honest.py", "max_tokens": 4}
-    index = 0
-    while (count is None or index < count) and not (stop and stop.is_set()):
+async def main(socket, count, stop, out):
+    client = await connect(Path(socket), client="honest")
+    params = {"prefix": "def area(radius):\\n    return ", "path": "honest.py", "max_tokens": 4}
+    samples, index = [], 0
+    await client.call("complete", params, timeout=120)  # its prompt in the cache, as in an editor at work
+    Path(out + ".ready").touch()
+    while (count == 0 or index < count) and not Path(stop).exists():
         began = time.perf_counter()
         try:
             if index % 2:
@@ -185,7 +198,31 @@ async def _honest_requests(client: RuntimeClient, count: int | None, stop: async
             samples.append(f"{exc.__class__.__name__}: {exc}")
         index += 1
         await asyncio.sleep(0.005)
-    return samples
+    await client.close()
+    Path(out).write_text(json.dumps(samples))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]))
+"""
+
+
+class _Honest:
+    """An honest client in a process of its own (so that the fuzzer's own work never delays it): it alternates
+    `status` and a short completion, as an editor does, and keeps each latency or the error it met."""
+
+    def __init__(self, socket: Path, work: Path, count: int = 0) -> None:
+        self.out, self.stop_file = work / f"honest-{count}.json", work / f"honest-{count}.stop"
+        self.stop_file.unlink(missing_ok=True)
+        args = [str(socket), str(count), str(self.stop_file), str(self.out)]
+        self.process = subprocess.Popen([sys.executable, "-c", _HONEST, *args])
+        while not Path(f"{self.out}.ready").exists():
+            if self.process.poll() is not None:
+                raise RuntimeError("the honest client did not start")
+            time.sleep(0.05)
+
+    def finish(self) -> dict[str, Any]:
+        self.stop_file.touch()
+        self.process.wait(120)
+        return _latency_figures(json.loads(self.out.read_text()))
 
 
 def _latency_figures(samples: list[Any]) -> dict[str, Any]:
@@ -202,12 +239,10 @@ def _latency_figures(samples: list[Any]) -> dict[str, Any]:
     }
 
 
-async def _fuzz(socket: Path, frames: int, connections: int, seed: int) -> dict[str, Any]:
+async def _fuzz(socket: Path, work: Path, frames: int, connections: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     tally = Tally()
-    honest = await connect(socket, client="honest")
-    stop = asyncio.Event()
-    honest_task = asyncio.ensure_future(_honest_requests(honest, None, stop))
+    honest = _Honest(socket, work)
     began = time.perf_counter()
     try:
         sent, next_report = 0, 1000
@@ -221,9 +256,7 @@ async def _fuzz(socket: Path, frames: int, connections: int, seed: int) -> dict[
         for _ in range(connections):
             await _open_and_drop(socket, rng, tally)
     finally:
-        stop.set()
-        samples = await honest_task
-        await honest.close()
+        honest_figures = honest.finish()
     return {
         "frames": tally.frames,
         "connections": tally.connections,
@@ -233,7 +266,7 @@ async def _fuzz(socket: Path, frames: int, connections: int, seed: int) -> dict[
         "silent_drop_examples": tally.examples,
         "waiting_for_the_rest": tally.waiting,
         "seconds": round(time.perf_counter() - began, 1),
-        "honest": _latency_figures(samples),
+        "honest": honest_figures,
     }
 
 
@@ -490,7 +523,27 @@ def bars(report: dict[str, Any]) -> dict[str, Any]:
         shares = [w["cached_share"] for w in windows[1:] if w["cached_share"] is not None]
         out["soak cache serves >= 98%"] = bool(shares) and min(shares) >= 0.98
         out["soak fds flat"] = last["fds"] <= second["fds"]
+    out.update(_fault_bars(report.get("faults") or {}))
     return out
+
+
+def _fault_bars(f: dict[str, Any]) -> dict[str, bool]:
+    if not f:
+        return {}
+    one_load = f["first_load_s"] + 2.0  # one more daemon start, not several, nor a wait for a timeout
+    stopped = f["stopped_daemon"]
+    return {
+        "kill -9 mid-explanation: the editor is answered": f["kill_mid_explanation"]["editor_got"] != "hung",
+        "kill -9 mid-stream: the client is answered": f["kill_mid_completion"]["client_got"] != "hung",
+        "after kill -9 the next request is served within one model load": all(
+            f[k]["recovered_s"] <= one_load and f[k]["new_pid"] for k in ("kill_mid_explanation", "kill_mid_completion")
+        ),
+        "a stopped daemon: every request answered (null) within its time budget": stopped["all_null"]
+        and stopped["worst_s"] <= stopped["time_budget_s"] + 0.5,
+        "a killed language server leaves the daemon serving": f["killed_language_server"]["daemon_kept"],
+        "exactly one of two racing daemons serves": f["racing_daemons"]["serving"] == 1
+        and f["racing_daemons"]["socket_answers_the_survivor"],
+    }
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -527,6 +580,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{w['p95_ms']} ms | {w['cached_share']} |"
             )
         lines.append("")
+    lines += _fault_lines(report.get("faults") or {})
     lines += ["| bar | kept |", "|---|---|"]
     lines += [f"| {name} | {'yes' if kept else '**no**'} |" for name, kept in report["bars"].items()]
     lines += [
@@ -538,6 +592,33 @@ def markdown(report: dict[str, Any]) -> str:
         f"    {report['command']}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _fault_lines(f: dict[str, Any]) -> list[str]:
+    if not f:
+        return []
+    explain, stream, stopped = f["kill_mid_explanation"], f["kill_mid_completion"], f["stopped_daemon"]
+    lsp, race = f["killed_language_server"], f["racing_daemons"]
+    return [
+        f"Faults, under a real `oss-edge lsp` (the first model start took {f['first_load_s']} s):",
+        "",
+        "| fault | what happened |",
+        "|---|---|",
+        f"| kill -9 of the daemon mid-explanation | the editor got {explain['editor_got']!r} after "
+        f"{explain['after_s']} s; the next suggestion came {explain['recovered_s']} s later from a new daemon "
+        f"(its load: {explain['new_daemon_load_s']} s) |",
+        f"| kill -9 mid-stream (a 4000-token completion) | the client got {stream['client_got']!r} after "
+        f"{stream['after_s']} s; the editor was served again after {stream['recovered_s']} s |",
+        f"| SIGSTOP of the daemon for 10 s | {stopped['requests']} editor requests, "
+        f"{'all' if stopped['all_null'] else 'not all'} answered null, the slowest in {stopped['worst_s']} s "
+        f"(time budget {stopped['time_budget_s']} s); the same daemon served after SIGCONT: "
+        f"{'yes' if stopped['same_daemon_after'] else 'no'} |",
+        f"| kill -9 of the language server | the daemon {'stayed' if lsp['daemon_kept'] else 'did not stay'}; the "
+        f"next editor window was served after {lsp['next_window_served_s']} s |",
+        f"| two daemons started at once | {race['serving']} serving, {race['exited_cleanly']} exited with status 0 |",
+        f"| messages shown in the editor | {len(f['editor_messages'])}: {f['editor_messages'][:3]} |",
+        "",
+    ]
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -566,3 +647,163 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def faults(model_dir: Path, home: Path) -> dict[str, Any]:
+    """Kill -9 and SIGSTOP the daemon under a real `oss-edge lsp`, kill the language server, race two daemons."""
+    out = asyncio.run(_faults(model_dir, home))
+    out["racing_daemons"] = _racing_daemons(model_dir, home / "run" / "race.sock")
+    return out
+
+
+async def _faults(model_dir: Path, home: Path) -> dict[str, Any]:
+    socket = home / "run" / "faults.sock"
+    options = {"modelDir": str(model_dir), "runtimeSocket": str(socket), "debounceMs": 0, "explainMaxTokens": 4000}
+    messages: list[str] = []
+    session = EditorSession(options, on_message=messages.append)
+    await session.start()
+    uri = session.open(home / "faults.py", "import os\n\n\ndef main(argv):\n    ", "python")
+    out: dict[str, Any] = {"first_load_s": round(await session.wait_ready(uri, 300), 2)}
+    try:
+        out["kill_mid_explanation"] = await _kill_mid_explanation(session, uri, socket)
+        out["kill_mid_completion"] = await _kill_mid_completion(session, uri, socket)
+        out["stopped_daemon"] = await _stopped_daemon(session, uri, socket)
+    finally:
+        await session.stop()
+    out["killed_language_server"] = await _killed_language_server(options, home, socket)
+    out["editor_messages"] = messages
+    return out
+
+
+async def _pid(socket: Path) -> int:
+    client = await connect(socket, client="faults")
+    try:
+        return int((await client.call("status", timeout=10))["pid"])
+    finally:
+        await client.close()
+
+
+async def _recovery(session: EditorSession, uri: str, socket: Path, killed: int) -> dict[str, Any]:
+    """After the daemon died: how long until the editor's next suggestion, against the new daemon's own load."""
+    began = time.perf_counter()
+    await session.wait_ready(uri, 300)
+    seconds = time.perf_counter() - began
+    client = await connect(socket, client="faults")
+    status = await client.call("status", timeout=10)
+    await client.close()
+    return {
+        "recovered_s": round(seconds, 2),
+        "new_daemon_load_s": status["load_s"],
+        "new_pid": status["pid"] != killed,
+    }
+
+
+async def _kill_mid_explanation(session: EditorSession, uri: str, socket: Path) -> dict[str, Any]:
+    pid = await _pid(socket)
+    streaming = asyncio.Event()
+    session.on_explanation = lambda note: streaming.set()
+    end = types.Position(line=4, character=0)
+    explain = asyncio.ensure_future(session.explain(uri, types.Position(line=0, character=0), end, "high"))
+    await asyncio.wait_for(streaming.wait(), 60)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.perf_counter()
+    try:
+        await asyncio.wait_for(explain, 30)
+        outcome = "answered"
+    except asyncio.TimeoutError:
+        outcome = "hung"
+    except Exception as exc:  # the editor gets an error it can show: the model went away
+        outcome = f"error: {str(exc)[:120]}"
+    session.on_explanation = None
+    return {"editor_got": outcome, "after_s": round(time.perf_counter() - killed_at, 2)} | await _recovery(
+        session, uri, socket, pid
+    )
+
+
+async def _kill_mid_completion(session: EditorSession, uri: str, socket: Path) -> dict[str, Any]:
+    """A completion streaming straight from the daemon (4000 tokens, end of text ignored) when it is killed."""
+    pid = await _pid(socket)
+    client = await connect(socket, client="faults")
+    started = asyncio.Event()
+    call = await client.start(
+        "complete",
+        {"prefix": "x = ", "path": "long.py", "max_tokens": 4000, "ignore_eos": True},
+        on_chunk=lambda c, t: started.set(),
+    )
+    await asyncio.wait_for(started.wait(), 60)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.perf_counter()
+    try:
+        await asyncio.wait_for(call.future, 30)
+        outcome = "answered"
+    except asyncio.TimeoutError:
+        outcome = "hung"
+    except Exception as exc:
+        outcome = f"error: {exc.__class__.__name__}"
+    await client.close()
+    return {"client_got": outcome, "after_s": round(time.perf_counter() - killed_at, 2)} | await _recovery(
+        session, uri, socket, pid
+    )
+
+
+async def _stopped_daemon(session: EditorSession, uri: str, socket: Path) -> dict[str, Any]:
+    """SIGSTOP for 10 s with editor requests pending: each is answered (null) within its time budget."""
+    pid = await _pid(socket)
+    budget = Settings().time_budget_ms / 1000
+    os.kill(pid, signal.SIGSTOP)
+    answers: list[tuple[float, bool]] = []
+    began = time.perf_counter()
+    try:
+        while time.perf_counter() - began < 10:
+            timed = await session.inline(uri)
+            answers.append((timed.seconds, timed.result is None))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await session.wait_ready(uri, 60)
+    return {
+        "requests": len(answers),
+        "all_null": all(null for _, null in answers),
+        "worst_s": round(max(s for s, _ in answers), 2),
+        "time_budget_s": budget,
+        "same_daemon_after": await _pid(socket) == pid,
+    }
+
+
+async def _killed_language_server(options: dict[str, Any], home: Path, socket: Path) -> dict[str, Any]:
+    """kill -9 of `oss-edge lsp`: the daemon stays, and the next editor window is served by it at once."""
+    pid = await _pid(socket)
+    first = EditorSession(options, on_message=lambda m: None)
+    await first.start()
+    uri = first.open(home / "lsp-killed.py", "import sys\n\n\ndef run():\n    ", "python")
+    await first.wait_ready(uri, 60)
+    server = first.client._server
+    assert server is not None
+    server.kill()
+    second = EditorSession(options, on_message=lambda m: None)
+    await second.start()
+    uri = second.open(home / "lsp-killed.py", "import sys\n\n\ndef run():\n    ", "python")
+    seconds = await second.wait_ready(uri, 60)
+    await second.stop()
+    return {"daemon_kept": await _pid(socket) == pid, "next_window_served_s": round(seconds, 2)}
+
+
+def _racing_daemons(model_dir: Path, socket: Path) -> dict[str, Any]:
+    """Two `oss-edge serve` for one model started at the same moment: exactly one serves."""
+    command = [*oss_edge_command("serve", "--model", str(model_dir), "--socket", str(socket)), "--idle-exit", "5"]
+    racers = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while not socket.exists() and time.monotonic() < deadline and any(r.poll() is None for r in racers):
+        time.sleep(0.1)
+    time.sleep(1.0)  # the loser, if any, has had time to find the lock taken
+    running = [r for r in racers if r.poll() is None]
+    exited = [r for r in racers if r.poll() is not None]
+    served = socket.exists() and asyncio.run(_pid(socket)) in {r.pid for r in running}
+    for racer in racers:
+        if racer.poll() is None:
+            racer.terminate()
+            racer.wait(20)
+    return {
+        "serving": len(running),
+        "exited_cleanly": sum(r.returncode == 0 for r in exited),
+        "socket_answers_the_survivor": served,
+    }
