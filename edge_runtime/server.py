@@ -135,6 +135,7 @@ class Connection:
         self.writer = writer
         self.authorized = not needs_token
         self.closed = False
+        self.refusal: bytes | None = None  # the unauthorized reply, sent after the guessing penalty
 
     def send(self, data: bytes) -> None:
         if not self.closed and not self.writer.is_closing():
@@ -151,6 +152,7 @@ class Daemon:
         self.started = time.monotonic()
         self.last_client = time.monotonic()
         self.token = secrets.token_urlsafe(32) if options.tcp_port is not None else None
+        self.refusals: list[float] = []  # when wrong tokens were refused (the last minute's)
         self.stopped = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.next_connection = 1
@@ -257,6 +259,9 @@ class Daemon:
                     break
                 for message in messages:
                     self._dispatch(conn, message)
+                    if conn.refusal is not None:
+                        await self._refuse(conn)
+                        break
         except (ConnectionError, OSError):
             pass
         finally:
@@ -268,6 +273,16 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await writer.drain()
             writer.close()
+
+    async def _refuse(self, conn: Connection) -> None:
+        """A wrong or missing token: the reply waits longer the more refusals the last minute saw (0.2 s each,
+        at most 5 s), so guessing the token over TCP gets slower with every try; then the connection closes."""
+        now = time.monotonic()
+        self.refusals = [t for t in self.refusals if now - t < 60] + [now]
+        await asyncio.sleep(min(5.0, 0.2 * (len(self.refusals) - 1)))
+        if conn.refusal:
+            conn.send(conn.refusal)
+        conn.closed = True
 
     def _dispatch(self, conn: Connection, message: Message) -> None:
         if message.kind not in (REQUEST, NOTIFICATION):
@@ -284,10 +299,10 @@ class Daemon:
                 raise ShuttingDown("the daemon is shutting down")
             result = handler(conn, message.id if message.id is not None else -1, params)
         except RuntimeFault as exc:
-            if message.kind == REQUEST and message.id is not None:
+            if message.kind == REQUEST and message.id is not None and not isinstance(exc, Unauthorized):
                 conn.send(response(message.id, exc.to_wire(), None))
             if isinstance(exc, Unauthorized):
-                conn.closed = True
+                conn.refusal = response(message.id, exc.to_wire(), None) if message.id is not None else b""
             return
         if message.kind == REQUEST and message.id is not None and result is not _DEFERRED:
             conn.send(response(message.id, None, result))

@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -543,20 +544,31 @@ def test_tcp_is_loopback_only_and_needs_the_token(tiny_int4: Path, tmp_path: Pat
         info = __import__("json").loads(info_file.read_text())
         assert info["host"] == "127.0.0.1"
 
-        async def go() -> tuple[str, dict[str, Any]]:
+        async def guess(token: str) -> float:
+            began = time.perf_counter()
+            intruder = await RuntimeClient.connect_tcp("127.0.0.1", info["port"])
+            with pytest.raises(RemoteError, match="token"):
+                await intruder.hello("guesser", token=token)
+            await intruder.close()
+            return time.perf_counter() - began
+
+        async def go() -> tuple[str, list[float], dict[str, Any]]:
             intruder = await RuntimeClient.connect_tcp("127.0.0.1", info["port"])
             with pytest.raises(RemoteError) as refused:
                 await intruder.call("status")
             await intruder.close()
+            guesses = [await guess(f"guess-{n}") for n in range(6)]
             client = await RuntimeClient.connect_tcp("127.0.0.1", info["port"])
             await client.hello("tests", token=info["token"])
             status: dict[str, Any] = await client.call("status")
             await client.close()
-            return refused.value.code, status
+            return refused.value.code, guesses, status
 
-        code, status = run(go)
+        code, guesses, status = run(go)
         assert code == "unauthorized"
-        assert status["state"] == "ready"
+        # each wrong token is refused later than the one before: the sixth waits a second or more
+        assert guesses[-1] >= 1.0 and guesses[-1] > guesses[0]
+        assert status["state"] == "ready"  # the right token still gets in at once
     finally:
         stop_daemon(daemon)
 
