@@ -535,8 +535,34 @@ def _summary(result: dict[str, Any]) -> str:
     return " ".join(f"{k}={result.get(k)}" for k in keys)
 
 
+class LogFile(logging.FileHandler):
+    """The daemon's log. A write that fails (the disk is full) pauses logging for a minute with one line on stderr
+    instead of a traceback per record: serving goes on, and the log resumes once there is room."""
+
+    PAUSE_S = 60.0
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.paused_until = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if time.monotonic() < self.paused_until:
+            return
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+            return
+        self.paused_until = time.monotonic() + self.PAUSE_S
+        with contextlib.suppress(Exception):
+            print(f"oss-edge: cannot write the log {self.baseFilename} ({error.strerror}); "
+                  f"logging paused for {self.PAUSE_S:.0f} s, serving goes on", file=sys.stderr, flush=True)  # fmt: skip
+
+
 def configure_logging(log_file: Path) -> None:
-    handler = logging.FileHandler(log_file)
+    handler = LogFile(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("oss_edge")
     root.handlers[:] = [handler]

@@ -723,3 +723,39 @@ def test_a_client_with_one_request_is_not_queued_behind_another_clients_many(slo
     finished = run(go)
     # the running completion ends first, then the other client's single one: round-robin between clients
     assert finished.index("one") == 1, finished
+
+
+def test_a_full_disk_under_the_log_pauses_logging_and_serving_goes_on(tiny_int4: Path, tmp_path: Path) -> None:
+    home = tmp_path / "small-disk"
+    home.mkdir(mode=0o700)
+    options = "size=2m,mode=0700"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(home)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        daemon = start_daemon(tiny_int4, home)
+        try:
+            with open(home / "filler", "wb") as filler, contextlib.suppress(OSError):
+                while True:  # fill the disk the log is on
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+
+            async def go() -> list[dict[str, Any]]:
+                client = await client_of(daemon)
+                done = [
+                    await client.call("complete", {"prefix": f"x{i} = ", "path": f"f{i}.py", "max_tokens": 4})
+                    for i in range(30)
+                ]
+                await client.close()
+                return done
+
+            served = run(go)
+        finally:
+            daemon.process.terminate()
+            _, err = daemon.process.communicate(timeout=30)
+        assert len(served) == 30 and all(r["finish_reason"] for r in served)
+        stderr = err.decode(errors="replace")
+        assert "Traceback" not in stderr and "Logging error" not in stderr, stderr[-2000:]
+        assert stderr.count("logging paused") == 1
+    finally:
+        subprocess.run(["umount", str(home)], check=False)
