@@ -43,7 +43,7 @@ EXIT_OUTPUT_EXISTS = $$($(BIN)/python -c 'from edge_runtime.errors import ExitCo
 
 test: setup lint typecheck pytest editors
 
-# The inner loop: lint, types, layering and the tests not marked slow (no exports beyond the tiny model).
+# The inner loop: lint, types, layering and the logic of every part (no model, no export, no daemon).
 test-fast: setup lint typecheck pytest-fast
 
 lint:
@@ -58,7 +58,7 @@ pytest:
 	$(BIN)/python -m pytest -q
 
 pytest-fast:
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not model"
 
 # The VS Code extension: type check, unit tests and a .vsix (VS Code itself cannot run here).
 editors:

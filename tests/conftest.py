@@ -145,10 +145,14 @@ def shutdown_daemon(socket: Path) -> None:
     asyncio.run(shutdown_daemon_async(socket))
 
 
-# The slow tier: the benchmarks, the streaming byte-identity exports, and every test that needs a real-width model
-# (slice:1) or a real editor. `make test-fast` runs the rest: the whole fast logic of every part.
+# Three speeds. `slow`: the benchmarks, the streaming byte-identity exports, and every test that needs a
+# real-width model (slice:1) or a real editor. `model`: every test that needs a generated checkpoint, an export, a
+# daemon or a language server on a model (all of them reach the model cache). `make test-fast` runs neither: the
+# logic of every part (harmony, clean-up, context, settings, samples, corpus, shapes, layout) in well under two
+# minutes; `make test` runs everything.
 SLOW_FILES = {"test_bench.py", "test_streaming.py", "test_neovim.py", "test_nvim_plugin.py"}
 SLOW_FIXTURES = {"slice1_int4"}
+MODEL_FIXTURES = {"model_cache", "client"}  # pytest-lsp's client fixture hides its own
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -156,3 +160,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if item.path.name in SLOW_FILES or fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
+        if fixtures & MODEL_FIXTURES:
+            item.add_marker(pytest.mark.model)
