@@ -479,31 +479,26 @@ def test_a_second_serve_for_the_same_socket_exits_cleanly(daemon: Daemon, tiny_i
 
 
 def test_a_killed_daemon_gives_clients_a_clean_error_and_can_be_started_again(
-    slice1_int4: Path, tmp_path: Path
+    slice1_int4: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "h"
     sock = home / "run" / "k.sock"
+    monkeypatch.setenv("OSS_EDGE_HOME", str(home))  # the daemons the client starts inherit it
 
     async def go() -> tuple[str, dict[str, Any]]:
-        env_home = os.environ.get("OSS_EDGE_HOME")
-        os.environ["OSS_EDGE_HOME"] = str(home)
-        try:
-            client = await connect(sock, model_dir=slice1_int4, start=True, serve_args=["--idle-exit", "30"])
-            started = asyncio.Event()
-            call = await client.start("complete", {**LONG, "max_tokens": 4000}, on_chunk=lambda c, t: started.set())
-            await started.wait()
-            os.kill(client.server["pid"], signal.SIGKILL)
-            with pytest.raises(DaemonUnavailable) as failure:
-                await call.future
-            await client.close()
-            again = await connect(sock, model_dir=slice1_int4, start=True, serve_args=["--idle-exit", "30"])
-            result = await again.call("complete", {"prefix": "a = ", "max_tokens": 2})
-            await again.call("shutdown")
-            await again.close()
-            return str(failure.value), result
-        finally:
-            if env_home is not None:
-                os.environ["OSS_EDGE_HOME"] = env_home
+        client = await connect(sock, model_dir=slice1_int4, start=True, serve_args=["--idle-exit", "30"])
+        started = asyncio.Event()
+        call = await client.start("complete", {**LONG, "max_tokens": 4000}, on_chunk=lambda c, t: started.set())
+        await started.wait()
+        os.kill(client.server["pid"], signal.SIGKILL)
+        with pytest.raises(DaemonUnavailable) as failure:
+            await call.future
+        await client.close()
+        again = await connect(sock, model_dir=slice1_int4, start=True, serve_args=["--idle-exit", "30"])
+        result = await again.call("complete", {"prefix": "a = ", "max_tokens": 2})
+        await again.call("shutdown")
+        await again.close()
+        return str(failure.value), result
 
     message, result = run(go)
     assert "closed the connection" in message

