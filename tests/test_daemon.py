@@ -703,7 +703,7 @@ def test_a_client_with_one_request_is_not_queued_behind_another_clients_many(slo
         finished: list[str] = []
 
         async def tracked(client: RuntimeClient, name: str) -> None:
-            params = {"prefix": f"# {name}\nx = ", "path": f"{name}.py", "max_tokens": 12, "ignore_eos": True}
+            params = {"prefix": f"# {name}\nx = ", "path": f"{name}.py", "max_tokens": 32, "ignore_eos": True}
             await client.call("complete", params, timeout=120)
             finished.append(name)
 
@@ -716,8 +716,9 @@ def test_a_client_with_one_request_is_not_queued_behind_another_clients_many(slo
         return finished
 
     finished = run(go)
-    # the running completion ends first, then the other client's single one: round-robin between clients
-    assert finished.index("one") == 1, finished
+    # round-robin between clients: the other client's single completion runs right after the one running when it
+    # arrived (second, or third if a loaded machine let that one end before it was sent), not after all five
+    assert finished.index("one") <= 2, finished
 
 
 def test_a_full_disk_under_the_log_pauses_logging_and_serving_goes_on(tiny_int4: Path, tmp_path: Path) -> None:
