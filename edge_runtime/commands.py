@@ -64,6 +64,12 @@ def _register_serve(subparsers: Any) -> None:
         metavar="SECONDS",
         help="exit after this long without any client (default 900; 0 never)",
     )
+    serve.add_argument(
+        "--seed",
+        type=int,
+        help="sample requests that carry no seed reproducibly: the seed is derived from this and the prompt "
+        "(for benchmarks; default: a fresh seed per request)",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -121,6 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
         idle_exit_s=args.idle_exit,
         chunk_tokens=args.chunk_tokens,
         kernels=args.kernels,
+        seed=args.seed,
     )
     return serve(args.model, options)
 

@@ -47,6 +47,10 @@ class Job:
     document: str | None = None
     lead: str = ""  # text in place before the output, for stop strings that span the boundary
     ignore_eos: bool = False
+    # explain: analysis tokens after which the analysis is closed and the final channel opened, so that a model
+    # that reasons on and on still answers within max_new_tokens
+    answer_after: int | None = None
+    answer_forced: bool = False
     received: float = field(default_factory=time.perf_counter)
     cancel_reason: str | None = None
     cancel_requested: float | None = None
@@ -289,6 +293,8 @@ class Scheduler:
                 return self._finish(job, "time_budget")
             if len(job.slot.ids) + 1 >= engine.max_length:
                 return self._finish(job, "context_full")
+            if self._must_answer(job):
+                self._open_final(job)
             assert job.logits is not None
             token = job.sampler(job.logits)
             if job.first_token is None:
@@ -305,6 +311,30 @@ class Scheduler:
                     return self._finish(job, "stop_string")
             job.generated.append(token)
             job.logits = engine.step(job.slot, token)
+
+    @staticmethod
+    def _must_answer(job: Job) -> bool:
+        parser = job.parser
+        assert parser is not None
+        return (
+            job.answer_after is not None
+            and not job.answer_forced
+            and len(job.generated) >= job.answer_after
+            and parser.in_content
+            and parser.channel != "final"
+        )
+
+    def _open_final(self, job: Job) -> None:
+        """Close the message being reasoned and open the final channel's, as if the model had written it; the
+        tokens go into the cache in one read, and the answer is sampled from there."""
+        assert job.slot is not None and job.parser is not None and job.decoder is not None
+        codec = self.engine.codec
+        forced = [codec.special.end, *codec.header("assistant", "final")]
+        for token in forced:
+            job.parser.feed(token, job.decoder)
+        job.generated += forced
+        job.answer_forced = True
+        job.logits = self.engine.prefill(job.slot, job.sequence, lambda: False).logits
 
     def _emit(self, job: Job, channel: str, text: str) -> None:
         if not text:
@@ -334,6 +364,7 @@ class Scheduler:
         }
         if job.kind == "explain":
             result["analysis"] = "".join(job.texts.get("analysis", []))
+            result["analysis_cut"] = job.answer_forced
         if job.cancel_requested is not None:
             latency = (now - job.cancel_requested) * 1000
             result["cancel_latency_ms"] = round(latency, 2)

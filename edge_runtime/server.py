@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 from edge_runtime import __version__
@@ -64,6 +66,7 @@ log = logging.getLogger("oss_edge.server")
 MAX_NEIGHBOURS = 8
 # Unix socket paths are limited to about 104-108 bytes depending on the system.
 MAX_SOCKET_PATH = 100
+ANSWER_SHARE = 4  # explain: the last quarter of max_tokens is kept for the answer
 
 
 def resident_split() -> dict[str, int]:
@@ -92,6 +95,7 @@ class ServeOptions:
     chunk_tokens: int = 0
     max_frame_bytes: int = MAX_FRAME_BYTES
     kernels: str = "auto"
+    seed: int | None = None  # sampling without a request seed: derived from this and the prompt (reproducible)
 
 
 class DaemonLock:
@@ -368,6 +372,10 @@ class Daemon:
 
     def explain(self, conn: Connection, msgid: int, params: dict[str, Any]) -> object:
         max_tokens = _field(params, "max_tokens", int, 1024, minimum=1, maximum=32768)
+        # the answer's share of the budget: reasoning past the rest is cut, and the model answers
+        answer_after = _field(
+            params, "analysis_max_tokens", int, max_tokens - max_tokens // ANSWER_SHARE, minimum=0, maximum=32768
+        )
         reasoning = _field(params, "reasoning", str, "medium")
         if reasoning not in REASONING_EFFORTS:
             raise InvalidParams(f"reasoning must be one of {', '.join(REASONING_EFFORTS)}")
@@ -392,6 +400,7 @@ class Daemon:
             _strings(params, "stop"),
             temperature=self.folder.temperature,
             top_p=self.folder.top_p,
+            answer_after=min(answer_after, max_tokens),
         )
         return _DEFERRED
 
@@ -409,13 +418,16 @@ class Daemon:
         top_p: float = 1.0,
         document: str | None = None,
         lead: str = "",
+        answer_after: int | None = None,
     ) -> None:
         budget = _field(params, "time_budget_ms", int, None, minimum=1)
         ignore_eos = _field(params, "ignore_eos", bool, False)
         sampler = Sampler(
             _field(params, "temperature", float, temperature, minimum=0.0, maximum=2.0),
             _field(params, "top_p", float, top_p, minimum=0.0, maximum=1.0),
-            _field(params, "seed", int, None, minimum=0, maximum=2**64 - 1),
+            _field(params, "seed", int, None, minimum=0, maximum=2**64 - 1)
+            if "seed" in params or self.options.seed is None
+            else prompt_seed(self.options.seed, prompt.ids),
         )
         loop = self.loop
         assert loop is not None
@@ -446,6 +458,7 @@ class Daemon:
             document=document,
             lead=lead,
             ignore_eos=ignore_eos,
+            answer_after=answer_after,
         )
         self.scheduler.submit(job)
 
@@ -480,6 +493,12 @@ class Daemon:
         assert self.loop is not None
         self.loop.call_soon(self.stopped.set)
         return {"ok": True}
+
+
+def prompt_seed(seed: int, prompt: list[int]) -> int:
+    """The sampling seed of a request sent without one, under `serve --seed`: the same prompt samples the same."""
+    digest = hashlib.sha256((seed % 2**64).to_bytes(8, "little") + np.asarray(prompt, dtype=np.int64).tobytes())
+    return int.from_bytes(digest.digest()[:8], "little")
 
 
 _DEFERRED = object()

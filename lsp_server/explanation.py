@@ -59,7 +59,8 @@ class Explanation:
         if result is None:
             raise RuntimeError(f"the model is not available: {ls.link.last_error or 'no model configured'}")
         markdown: str = result["text"].strip()
-        self._notify({"channel": "final", "delta": "", "done": True, "markdown": markdown})
+        cut = bool(result.get("analysis_cut"))
+        self._notify({"channel": "final", "delta": "", "done": True, "markdown": markdown, "analysisCut": cut})
         return markdown
 
     def on_chunk(self, channel: str, text: str) -> None:

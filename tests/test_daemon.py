@@ -505,6 +505,45 @@ def test_a_killed_daemon_gives_clients_a_clean_error_and_can_be_started_again(
     assert result["generated_tokens"] == 2
 
 
+def test_an_explanation_that_reasons_too_long_is_made_to_answer(daemon: Daemon) -> None:
+    """Past `analysis_max_tokens` the daemon closes the analysis and opens the final channel itself."""
+    code = {"code": "def f(x):\n    return x * 2", "ignore_eos": True, "max_tokens": 40}
+
+    async def go() -> list[dict[str, Any]]:
+        client = await client_of(daemon)
+        cut = await client.call("explain", {**code, "analysis_max_tokens": 10})
+        straight = await client.call("explain", {**code, "analysis_max_tokens": 0})
+        never = await client.call("explain", {**code, "analysis_max_tokens": 40})
+        await client.close()
+        return [cut, straight, never]
+
+    cut, straight, never = run(go)
+    assert cut["analysis_cut"] and cut["analysis"] and cut["text"]
+    assert cut["generated_tokens"] == 40 and cut["finish_reason"] == "length"
+    assert straight["analysis_cut"] and straight["analysis"] == "" and straight["text"]
+    assert not never["analysis_cut"] and never["text"] == "" and never["analysis"]
+
+
+def test_serve_seed_samples_the_same_prompt_the_same_way(tiny_int4: Path, daemon: Daemon, tmp_path: Path) -> None:
+    seeded = start_daemon(tiny_int4, tmp_path / "seeded", "--seed", "3")
+    params = {"code": "x = 1", "max_tokens": 16, "ignore_eos": True, "analysis_max_tokens": 16}
+
+    async def twice(where: Daemon) -> list[str]:
+        client = await client_of(where)
+        texts = [(await client.call("explain", params))["analysis"] for _ in range(2)]
+        other = await client.call("explain", {**params, "code": "x = 2"})
+        await client.close()
+        return [*texts, other["analysis"]]
+
+    try:
+        first, second, other = run(lambda: twice(seeded))
+    finally:
+        stop_daemon(seeded)
+    assert first == second and first != other
+    unseeded = run(lambda: twice(daemon))
+    assert unseeded[0] != unseeded[1]  # a fresh seed per request, at the model's temperature
+
+
 def test_the_daemon_exits_when_idle_and_removes_its_socket(tiny_int4: Path, tmp_path: Path) -> None:
     idle = start_daemon(tiny_int4, tmp_path / "idle", "--idle-exit", "1")
 

@@ -211,11 +211,14 @@ def test_an_explanation_is_answered_in_the_final_channel(stand_in_model: Path) -
         answers = asyncio.run(explain_all())
     finally:
         oss_edge("stop", "--model", str(stand_in_model))
-    # sampled at the model's own temperature, the weak stand-in sometimes rambles in its analysis until the budget
-    # runs out (about 1 in 12 on held-out functions); most answers reach the final channel
-    answered = [a for a in answers if a["finish_reason"] == "stop" and a["text"].strip()]
-    assert len(answered) >= 7, [(a["finish_reason"], a["analysis"][:80]) for a in answers]
-    assert all(a["analysis"].strip() for a in answered)  # it reasoned (briefly) first, as gpt-oss does
+    # sampled at the model's own temperature, the weak stand-in sometimes rambles in its analysis (about 1 in 12 on
+    # held-out functions): the daemon then cuts the analysis and it answers all the same
+    assert all(a["finish_reason"] == "stop" and a["text"].strip() for a in answers), [
+        (a["finish_reason"], a["analysis"][:80]) for a in answers
+    ]
+    on_its_own = [a for a in answers if not a["analysis_cut"]]
+    assert len(on_its_own) >= 6
+    assert all(a["analysis"].strip() for a in on_its_own)  # it reasoned (briefly) first, as gpt-oss does
 
 
 def test_bench_product_scores_exact_lines_accepted_characters_and_empties() -> None:

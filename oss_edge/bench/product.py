@@ -84,7 +84,8 @@ def lsp_position(text: str, offset: int) -> types.Position:
 
 
 class Relay:
-    """A Unix socket in front of the daemon's that passes every byte through and keeps `complete` calls."""
+    """A Unix socket in front of the daemon's that passes every byte through and keeps `complete` and `explain`
+    calls."""
 
     def __init__(self, listen: Path, daemon: Path) -> None:
         self.listen, self.daemon = listen, daemon
@@ -123,10 +124,10 @@ class Relay:
                 await writer.drain()
                 for message in frames.feed(data):
                     key = (number, message.id or 0)
-                    if upstream and message.kind == REQUEST and message.method == "complete":
+                    if upstream and message.kind == REQUEST and message.method in ("complete", "explain"):
                         params = message.params[0] if isinstance(message.params, list) else message.params
                         if isinstance(params, dict) and not params.get("warm"):
-                            self.requests[key] = params
+                            self.requests[key] = {**params, "method": message.method}
                             self.order.append(key)
                     elif not upstream and message.kind == RESPONSE and key in self.requests:
                         self.results[key] = message.result if isinstance(message.result, dict) else {}
@@ -136,9 +137,17 @@ class Relay:
     def last_for(self, document: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """The newest `complete` the language server sent for a document, and its result."""
         for key in reversed(self.order):
-            if self.requests[key].get("document") == document:
-                return self.requests[key], self.results.get(key)
+            if self.requests[key]["method"] == "complete" and self.requests[key].get("document") == document:
+                request = {k: v for k, v in self.requests[key].items() if k != "method"}
+                return request, self.results.get(key)
         return None, None
+
+    def last_explain(self) -> dict[str, Any] | None:
+        """The result of the newest `explain` the language server sent."""
+        for key in reversed(self.order):
+            if self.requests[key]["method"] == "explain":
+                return self.results.get(key)
+        return None
 
 
 @dataclass
@@ -147,10 +156,12 @@ class Daemon:
 
     model_dir: Path
     socket: Path
+    seed: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self, timeout: float = 120.0) -> None:
         command = oss_edge_command("serve", "--model", str(self.model_dir), "--socket", str(self.socket))
+        command += ["--seed", str(self.seed)]  # explanations are sampled: the same ones each run
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while not self.socket.exists():
@@ -169,12 +180,12 @@ class Daemon:
 
 
 async def through_the_product(
-    model_dir: Path, work: Path, cases: list[Position], functions: list[tuple[SourceFile, Any]]
+    model_dir: Path, work: Path, cases: list[Position], functions: list[tuple[SourceFile, Any]], seed: int = 0
 ) -> tuple[list[Outcome], dict[str, Any]]:
     """Each position, then each function, through a real `oss-edge lsp` with default settings; the daemon runs
     behind a recording relay (the socket setting is the only one given besides the model)."""
     work.mkdir(parents=True, exist_ok=True)
-    daemon = Daemon(model_dir, work / "daemon.sock")
+    daemon = Daemon(model_dir, work / "daemon.sock", seed)
     relay = Relay(work / "relay.sock", daemon.socket)
     for stale in (daemon.socket, relay.listen):
         stale.unlink(missing_ok=True)
@@ -190,7 +201,7 @@ async def through_the_product(
             outcomes.append(await _suggest(session, relay, work, case))
             if done % 50 == 0 or done == len(cases):
                 print(f"product: {done}/{len(cases)} cursor positions", file=sys.stderr, flush=True)
-        explained = await explanations(session, work, functions)
+        explained = await explanations(session, relay, work, functions)
     finally:
         await session.stop()
         await relay.stop()
@@ -427,9 +438,12 @@ def held_out_functions(count: int, seed: int, stdlib: Path | None = None) -> lis
     return [pool[int(i)] for i in sorted(picked)]
 
 
-async def explanations(session: EditorSession, work: Path, functions: list[tuple[SourceFile, Any]]) -> dict[str, Any]:
-    """`ossEdge.explainSelection` on held-out functions: how often the answer reaches the final channel."""
-    answered, seconds, words = 0, [], []
+async def explanations(
+    session: EditorSession, relay: Relay, work: Path, functions: list[tuple[SourceFile, Any]]
+) -> dict[str, Any]:
+    """`ossEdge.explainSelection` on held-out functions: how often the answer reaches the final channel, and how
+    often the model got there on its own (the daemon did not have to cut its reasoning)."""
+    answered, on_its_own, seconds, words = 0, 0, [], []
     for source, function in functions:
         uri = session.open(work / source.path, source.text, LANGUAGE)
         first = source.text[: source.text.find(function.documented)].count("\n")
@@ -443,10 +457,12 @@ async def explanations(session: EditorSession, work: Path, functions: list[tuple
         seconds.append(timed.seconds)
         text = str(timed.result or "").strip()
         answered += bool(text)
+        on_its_own += bool(text) and not (relay.last_explain() or {}).get("analysis_cut", False)
         words.append(len(text.split()))
     return {
         "functions": len(seconds),
         "final_channel_share": round(answered / max(1, len(seconds)), 4),
+        "unforced_share": round(on_its_own / max(1, len(seconds)), 4),
         "median_seconds": round(float(np.median(seconds)), 2) if seconds else None,
         "median_words": int(np.median(words)) if words else None,
     }
@@ -459,4 +475,4 @@ def measure(model_dir: Path, work: Path, count: int, explain: int, seed: int) ->
     print(
         f"product: {len(cases)} cursor positions, {len(functions)} explanations through oss-edge lsp", file=sys.stderr
     )
-    return asyncio.run(through_the_product(model_dir, work, cases, functions))
+    return asyncio.run(through_the_product(model_dir, work, cases, functions, seed))

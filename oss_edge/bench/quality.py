@@ -432,6 +432,8 @@ def product_markdown(report: dict[str, Any]) -> list[str]:
         kinds = " | ".join(f"{p['by_kind'][k]['exact_line']:.3f}" if "by_kind" in p else "" for k in product_kinds())
         explain = p.get("explain") or {}
         shown = f"{explain['final_channel_share']:.2f} of {explain['functions']}" if explain else ""
+        if "unforced_share" in explain:
+            shown += f" ({explain['unforced_share']:.2f} unforced)"
         same = f"{p['same_as_fp32']:.3f}" if p.get("same_as_fp32") is not None else ""
         lines.append(
             f"| {r['shape']} | {r['variant']} | {main['exact_line']:.3f} | {main['accepted_chars']:.3f} | "
@@ -439,8 +441,12 @@ def product_markdown(report: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "Exact line by cursor layout in the columns after `as fp32`.",
+        "Exact line by cursor layout in the columns after `as fp32`. Explanations: `ossEdge.explainSelection` on "
+        "held-out functions, sampled at the model's temperature (the daemon run with `--seed`, so the same ones each "
+        "run); answered: the final channel holds an answer; unforced: the model closed its reasoning itself, "
+        "before the daemon's cut at three quarters of the budget (docs/protocol.md, `analysis_max_tokens`).",
         "",
+        *random_weights_markdown(rows),
         "![exact lines by preset](quality_product.png)",
         "",
         "The stand-in's training run (its `training.json`; how it is made: docs/standin.md):",
@@ -448,6 +454,22 @@ def product_markdown(report: dict[str, Any]) -> list[str]:
         "![the stand-in's loss over training](standin_training.png)",
         "",
     ]
+    return lines
+
+
+def random_weights_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Whether the benchmark tells the trained stand-in from the same shape with random weights."""
+    by = {(r["shape"], r["variant"]): r["product"]["product"] for r in rows}
+    variants = [v for s, v in by if s == STAND_IN_RANDOM and (STAND_IN, v) in by]
+    pairs = [(v, by[(STAND_IN, v)], by[(STAND_IN_RANDOM, v)]) for v in variants]
+    lines = []
+    for variant, trained, random in pairs:
+        figures = ", ".join(
+            f"{name} {random[key]:.3f} against {trained[key]:.3f}"
+            + (f" ({random[key] / trained[key]:.2f}×)" if trained[key] else "")
+            for key, name in (("exact_line", "exact line"), ("accepted_chars", "accepted characters"))
+        )
+        lines += [f"Random weights against the trained stand-in, {variant}: {figures}.", ""]
     return lines
 
 

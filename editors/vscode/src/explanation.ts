@@ -6,12 +6,14 @@ export interface ExplanationNote {
   delta: string;
   done: boolean;
   markdown?: string;
+  analysisCut?: boolean;
 }
 
 export class Explanation {
   private answer = "";
   private reasoning = "";
   private finished = false;
+  private cut = false;
   id: string | undefined;
 
   constructor(readonly title: string) {}
@@ -26,6 +28,7 @@ export class Explanation {
     if (note.done) {
       this.finished = true;
       if (note.markdown !== undefined) this.answer = note.markdown;
+      if (note.analysisCut) this.cut = true;
     } else if (note.channel === "final") {
       this.answer += note.delta;
     } else {
@@ -41,7 +44,11 @@ export class Explanation {
   /** Markdown for the panel: the answer, or while there is none yet, that the model is thinking. */
   markdown(): string {
     if (this.answer.trim()) {
-      return this.answer;
+      const cut = this.cut
+        ? "\n\n---\n_The reasoning ran long and was cut short so that the model would answer; " +
+          "`ossEdge.explainMaxTokens` gives it more room._"
+        : "";
+      return this.answer + cut;
     }
     if (this.finished) {
       return "_The model gave no answer within its token budget._";

@@ -8,6 +8,11 @@ local function lines_of(state)
   local text
   if state.answer ~= '' then
     text = state.answer
+    if state.cut then
+      text = text
+        .. '\n\n---\n_The reasoning ran long and was cut short so that the model would answer; '
+        .. 'the explainMaxTokens setting gives it more room._'
+    end
   elseif state.done then
     text = '_The model gave no answer within its token budget._'
   else
@@ -54,6 +59,7 @@ function M.on_note(note)
     if note.markdown and note.markdown ~= vim.NIL then
       state.answer = note.markdown
     end
+    state.cut = note.analysisCut == true
   elseif note.channel == 'final' then
     state.answer = state.answer .. note.delta
   else

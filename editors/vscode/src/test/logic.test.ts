@@ -55,6 +55,13 @@ describe("Explanation", () => {
     explanation.add({ id: "a", channel: "final", delta: "", done: true, markdown: "" });
     assert.match(explanation.markdown(), /no answer/);
   });
+
+  it("says when the reasoning was cut short to make room for the answer", () => {
+    const explanation = new Explanation("t");
+    explanation.add({ id: "a", channel: "final", delta: "", done: true, markdown: "Doubles x.", analysisCut: true });
+    explanation.add({ id: "a", channel: "final", delta: "", done: true, markdown: "Doubles x." });
+    assert.match(explanation.markdown(), /^Doubles x\.\n\n---\n_The reasoning ran long and was cut short/);
+  });
 });
 
 describe("warmParams", () => {
