@@ -139,6 +139,11 @@ def test_bench_reliability_fuzzes_and_soaks_the_real_daemon(tmp_path: Path) -> N
     # typing through a file, cancelling every other request: the cache serves nearly all of each prompt
     assert all(w["cached_share"] > 0.98 for w in windows)
     assert windows[-1]["fds"] == windows[0]["fds"]
+    disk = report["faults"]["disk_full"]
+    if disk["measured"]:  # root only: a 2 MB tmpfs under the daemon's log, filled while it serves
+        assert disk["after"]["served"] == disk["after"]["requests"] and disk["tracebacks"] == 0
+        assert disk["pause_notices"] == 1 and disk["daemon_alive"]
     text = (report_dir / "reliability.md").read_text()
     assert "| no silent drop of a request | yes |" in text and "oss-edge bench reliability" in text
+    assert "| the disk full under the daemon's log" in text
     assert (report_dir / "reliability.png").read_bytes()[:8] == PNG

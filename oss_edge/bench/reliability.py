@@ -5,6 +5,7 @@ silent drops, the honest client's stalls, memory and latency per window."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -142,10 +143,10 @@ def run(
 class _Daemon:
     """`oss-edge serve` in a home of its own, its stderr kept in a file so that tracebacks can be counted."""
 
-    def __init__(self, model_dir: Path, home: Path) -> None:
+    def __init__(self, model_dir: Path, home: Path, stderr: Path | None = None) -> None:
         self.model_dir, self.home = model_dir, home
         self.socket = home / "run" / "reliability.sock"
-        self.stderr = home / "serve.stderr"
+        self.stderr = stderr or home / "serve.stderr"
         self.process: subprocess.Popen[bytes] = None  # type: ignore[assignment]
 
     def start(self) -> None:
@@ -543,6 +544,18 @@ def _fault_bars(f: dict[str, Any]) -> dict[str, bool]:
         "a killed language server leaves the daemon serving": f["killed_language_server"]["daemon_kept"],
         "exactly one of two racing daemons serves": f["racing_daemons"]["serving"] == 1
         and f["racing_daemons"]["socket_answers_the_survivor"],
+        **_disk_bar(f.get("disk_full") or {}),
+    }
+
+
+def _disk_bar(disk: dict[str, Any]) -> dict[str, bool]:
+    if not disk.get("measured"):
+        return {}
+    after = disk["after"]
+    return {
+        "the disk full under the log: every request served, no traceback": disk["daemon_alive"]
+        and after["served"] == after["requests"]
+        and disk["tracebacks"] == 0
     }
 
 
@@ -616,9 +629,21 @@ def _fault_lines(f: dict[str, Any]) -> list[str]:
         f"| kill -9 of the language server | the daemon {'stayed' if lsp['daemon_kept'] else 'did not stay'}; the "
         f"next editor window was served after {lsp['next_window_served_s']} s |",
         f"| two daemons started at once | {race['serving']} serving, {race['exited_cleanly']} exited with status 0 |",
+        _disk_line(f.get("disk_full") or {}),
         f"| messages shown in the editor | {len(f['editor_messages'])}: {f['editor_messages'][:3]} |",
         "",
     ]
+
+
+def _disk_line(disk: dict[str, Any]) -> str:
+    if not disk.get("measured"):
+        return f"| the disk full under the daemon's log | not measured: {disk.get('why', 'not run')} |"
+    before, after = disk["before"], disk["after"]
+    return (
+        f"| the disk full under the daemon's log (2 MB tmpfs, filled) | {after['served']} of {after['requests']} "
+        f"requests served after ({after['errors']} errors; p95 {after['p95_ms']} ms against {before['p95_ms']} ms "
+        f"before), {disk['tracebacks']} tracebacks, {disk['pause_notices']} notice(s) that logging paused |"
+    )
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -650,10 +675,65 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def faults(model_dir: Path, home: Path) -> dict[str, Any]:
-    """Kill -9 and SIGSTOP the daemon under a real `oss-edge lsp`, kill the language server, race two daemons."""
+    """Kill -9 and SIGSTOP the daemon under a real `oss-edge lsp`, kill the language server, race two daemons,
+    fill the disk under the daemon's log."""
     out = asyncio.run(_faults(model_dir, home))
     out["racing_daemons"] = _racing_daemons(model_dir, home / "run" / "race.sock")
+    out["disk_full"] = _disk_full(model_dir, home)
     return out
+
+
+DISK_FULL_REQUESTS = 200
+
+
+def _disk_full(model_dir: Path, home: Path) -> dict[str, Any]:
+    """A daemon whose home (its log, its socket) is on a 2 MB tmpfs, filled once it serves: requests before and
+    after, and what it printed."""
+    disk = home / "small-disk"
+    disk.mkdir(mode=0o700)
+    mount = ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(disk)]
+    mounted = subprocess.run(mount, capture_output=True)
+    if mounted.returncode != 0:
+        return {"measured": False, "why": "cannot mount a small tmpfs here (needs root)"}
+    daemon = _Daemon(model_dir, disk, stderr=home / "disk-full.stderr")
+    try:
+        daemon.start()
+        before = asyncio.run(_completions(daemon.socket, DISK_FULL_REQUESTS // 4, "before"))
+        with open(disk / "filler", "wb") as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        after = asyncio.run(_completions(daemon.socket, DISK_FULL_REQUESTS, "after"))
+        alive = daemon.process.poll() is None
+    finally:
+        daemon.stop()
+        subprocess.run(["umount", str(disk)], check=False, capture_output=True)
+    printed = daemon.stderr.read_text(errors="replace")
+    return {
+        "measured": True,
+        "before": before,
+        "after": after,
+        "daemon_alive": alive,
+        "tracebacks": printed.count("Traceback (most recent call last):") + printed.count("Logging error"),
+        "pause_notices": printed.count("logging paused"),
+    }
+
+
+async def _completions(socket: Path, count: int, name: str) -> dict[str, Any]:
+    client = await connect(socket, client=f"disk-full-{name}")
+    served, errors, latencies = 0, 0, []
+    try:
+        for i in range(count):
+            began = time.perf_counter()
+            try:
+                result = await client.call("complete", {"prefix": f"x{i} = ", "path": f"{name}{i}.py", "max_tokens": 4})
+                served += bool(result.get("finish_reason"))
+            except Exception:
+                errors += 1
+            latencies.append((time.perf_counter() - began) * 1000)
+    finally:
+        await client.close()
+    return {"requests": count, "served": served, "errors": errors, "p95_ms": round(percentile(latencies, 95), 1)}
 
 
 async def _faults(model_dir: Path, home: Path) -> dict[str, Any]:
