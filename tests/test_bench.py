@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psutil
+
 from tests.conftest import oss_edge
+from tests.waiting import wait_until
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -146,4 +149,9 @@ def test_bench_reliability_fuzzes_and_soaks_the_real_daemon(tmp_path: Path) -> N
     text = (report_dir / "reliability.md").read_text()
     assert "| no silent drop of a request | yes |" in text and "oss-edge bench reliability" in text
     assert "| the disk full under the daemon's log" in text
+
+    def left_running() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+
+    wait_until(lambda: not left_running(), "the daemons the benchmark started to exit")
     assert (report_dir / "reliability.png").read_bytes()[:8] == PNG

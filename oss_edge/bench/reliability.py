@@ -677,7 +677,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def faults(model_dir: Path, home: Path) -> dict[str, Any]:
     """Kill -9 and SIGSTOP the daemon under a real `oss-edge lsp`, kill the language server, race two daemons,
     fill the disk under the daemon's log."""
-    out = asyncio.run(_faults(model_dir, home))
+    try:
+        out = asyncio.run(_faults(model_dir, home))
+    finally:  # the daemon the language server started: not left loaded for its idle timeout
+        asyncio.run(_shut_down(home / "run" / "faults.sock"))
     out["racing_daemons"] = _racing_daemons(model_dir, home / "run" / "race.sock")
     out["disk_full"] = _disk_full(model_dir, home)
     return out
@@ -753,6 +756,13 @@ async def _faults(model_dir: Path, home: Path) -> dict[str, Any]:
     out["killed_language_server"] = await _killed_language_server(options, home, socket)
     out["editor_messages"] = messages
     return out
+
+
+async def _shut_down(socket: Path) -> None:
+    with contextlib.suppress(Exception):
+        client = await connect(socket, client="faults")
+        await client.call("shutdown", timeout=10)
+        await client.close()
 
 
 async def _pid(socket: Path) -> int:
