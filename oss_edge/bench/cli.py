@@ -75,6 +75,13 @@ def _register_quality(targets: Any) -> None:
         "--explanations", type=int, default=40, help="held-out functions explained per stand-in preset (default 40)"
     )
     quality.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="on the stand-in shapes, skip the fp32 transformers reference on the product's prompts (its row and "
+        "the `as fp32` column; it decodes each prompt in transformers, the slowest part)",
+    )
+    quality.add_argument(
         "--variant",
         action="append",
         help="presets to measure (repeatable; default: fast, 'fast (int4-fitted)', balanced, accurate, exact)",
@@ -216,7 +223,9 @@ def _quality(args: argparse.Namespace) -> int:
     if bool(args.llama_cpp) != bool(args.llama_cpp_python):
         raise OptionError("--llama-cpp and --llama-cpp-python go together")
     llama_cpp = (args.llama_cpp, args.llama_cpp_python) if args.llama_cpp else None
-    product = quality.ProductOptions(positions=args.positions, explanations=args.explanations)
+    product = quality.ProductOptions(
+        positions=args.positions, explanations=args.explanations, with_reference=args.reference
+    )
     shapes = args.shape or DEFAULT_QUALITY_SHAPES
     report = quality.run(shapes, variants, args.report, args.cache, llama_cpp, product)
     return _written(quality.markdown(report), args.report)

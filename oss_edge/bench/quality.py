@@ -174,6 +174,7 @@ class ProductOptions:
     positions: int = 300
     explanations: int = 40
     seed: int = 0
+    with_reference: bool = True  # decode the fp32 transformers reference on the prompts the product sent
     reference: dict[str, str | None] = field(default_factory=dict)  # recorded request -> fp32 reference text
 
 
@@ -198,6 +199,7 @@ def run(
         + (" --llama-cpp TREE --llama-cpp-python PYTHON" if llama_cpp else "")
         + (f" --positions {product.positions}" if product.positions != ProductOptions.positions else "")
         + (f" --explanations {product.explanations}" if product.explanations != ProductOptions.explanations else "")
+        + ("" if product.with_reference else " --no-reference")
     )
     report = _merge(report_dir, results, command)
     (report_dir / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -258,7 +260,7 @@ def _measure_shape(
                 result["product"], outcomes = _product_figures(out, checkpoint, cache, product)
             last_dir = out
         results.append(result)
-    if outcomes:
+    if outcomes and product.with_reference:
         results.append(_reference_row(shape, outcomes, product))
     if llama_cpp and last_dir is not None:
         print(f"{shape}: llama.cpp MXFP4_MOE", file=sys.stderr)
@@ -290,6 +292,19 @@ def _product_figures(
     outcomes, explained = product.measure(
         model_dir, cache / "product-work", options.positions, options.explanations, options.seed
     )
+    if options.with_reference:
+        _fill_reference(model_dir, checkpoint, cache, options, outcomes)
+    figures = product.completion_figures(outcomes)
+    figures["explain"] = explained
+    figures["examples"] = product.examples(outcomes)
+    return figures, outcomes
+
+
+def _fill_reference(
+    model_dir: Path, checkpoint: Path, cache: Path, options: ProductOptions, outcomes: list[Any]
+) -> None:
+    from oss_edge.bench import product
+
     # the reference's texts depend on the checkpoint and the prompt only: kept between runs beside the checkpoint
     kept = cache / f"{checkpoint.name}-product-reference.json"
     stamp = _weights_digest(checkpoint)
@@ -299,10 +314,6 @@ def _product_figures(
             options.reference.update(saved["texts"])
     product.fill_reference(checkpoint, model_dir, outcomes, options.reference)
     kept.write_text(json.dumps({"checkpoint": stamp, "texts": options.reference}))
-    figures = product.completion_figures(outcomes)
-    figures["explain"] = explained
-    figures["examples"] = product.examples(outcomes)
-    return figures, outcomes
 
 
 def _weights_digest(checkpoint: Path) -> str:
